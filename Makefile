@@ -9,8 +9,6 @@ STAMP := $(VENV)/.mlmci-installed
 
 # PyTensor links a BLAS for speed and prints a warning without one (Debian: libopenblas-dev).
 export PYTENSOR_FLAGS ?= blas__ldflags=-lopenblas
-# Progress bars are fine in a terminal; the book build switches them off itself.
-export PYTHONWARNINGS ?=
 
 .PHONY: help install book rebuild test lint format browser-test lab clean
 
@@ -26,7 +24,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -43,7 +41,7 @@ book: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -m "not browser" --durations=10
+	$(BIN)/python -m pytest -m "not browser" --durations=10 --doctest-modules mlmci tests
 
 browser-test: $(STAMP)
 	$(BIN)/python -m pytest -m browser tests/test_browser.py

@@ -28,29 +28,17 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from mlmci import runmode
 from mlmci.errors import ConvergenceError, DataError
 from mlmci.results import interval_label, tidy
 from mlmci.validation import require_columns, require_dataframe, require_no_missing
 
 Backend = Literal["pymc", "nutpie"]
 
-#: Environment variable that switches sampler progress bars off (``0``) or on (``1``).
-#: The book build sets it to ``0`` so no progress bar reaches a rendered page.
-PROGRESS_ENV = "MLMCI_PROGRESS"
-
-#: Environment variable for the chapter tests only: ``1`` caps draws and tuning at
-#: :data:`QUICK_DRAWS` and skips the gate, so a chapter's code runs top to bottom in
-#: seconds. The book build always unsets it; its numbers come from full runs.
-QUICK_ENV = "MLMCI_QUICK"
-QUICK_DRAWS = 100
-
-
-def _quick() -> bool:
-    return os.environ.get(QUICK_ENV, "0").strip() == "1"
-
-
-def _progress_default() -> bool:
-    return os.environ.get(PROGRESS_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+# Re-exported: the names callers and tests know mlmci.bayes by.
+PROGRESS_ENV = runmode.PROGRESS_ENV
+QUICK_ENV = runmode.QUICK_ENV
+QUICK_DRAWS = runmode.QUICK_DRAWS
 
 
 @dataclass(frozen=True)
@@ -102,7 +90,7 @@ class SamplerSettings:
     @property
     def show_progress(self) -> bool:
         """Whether progress is shown, after resolving ``progressbar=None``."""
-        return _progress_default() if self.progressbar is None else bool(self.progressbar)
+        return runmode.progress() if self.progressbar is None else bool(self.progressbar)
 
 
 #: The book-wide settings. Chapters change them per model with ``SETTINGS.replace``.
@@ -159,6 +147,8 @@ def _select(idata: az.InferenceData, var_names: Sequence[str] | None) -> list[st
     available = list(idata.posterior.data_vars)
     if var_names is None:
         return available
+    if isinstance(var_names, str):
+        var_names = [var_names]
     missing = [v for v in var_names if v not in available]
     if missing:
         raise DataError(f"variables {missing} are not in the posterior; it has {available}.")
@@ -427,7 +417,7 @@ def fit(
         model = bmb.Model(formula, data.copy(), family=family, priors=priors, **model_options)
     except Exception as exc:  # formulae/bambi raise many types for a bad formula
         raise DataError(f"bambi could not build the model {formula!r}: {exc}") from exc
-    quick = _quick()
+    quick = runmode.quick()
     if quick:
         settings = settings.replace(
             draws=min(settings.draws, QUICK_DRAWS), tune=min(settings.tune, QUICK_DRAWS)

@@ -64,9 +64,9 @@ def draw_dag(
     >>> ax.get_title()
     ''
     """
-    edges = list(edges)
+    edges = [tuple(e) for e in edges]
     unobserved = set(unobserved)
-    modifies = list(modifies)
+    modifies = [(m, tuple(e)) for m, e in modifies]
     named = set(nodes)
     used = {n for e in edges for n in e} | unobserved | {m for m, _ in modifies}
     used |= {n for _, e in modifies for n in e}

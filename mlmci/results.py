@@ -28,8 +28,7 @@ def interval_label(prob: float, kind: str) -> str:
     """Label an interval, e.g. ``interval_label(0.95, "CI") == "95% CI"``."""
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie strictly between 0 and 1, got {prob!r}.")
-    pct = round(prob * 100, 1)
-    return f"{pct:g}% {kind}"
+    return f"{prob * 100:.4g}% {kind}"
 
 
 def tidy(rows: pd.DataFrame | list[dict], *, group: bool = False) -> pd.DataFrame:

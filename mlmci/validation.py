@@ -25,7 +25,7 @@ def require_dataframe(data: object, *, name: str = "data") -> pd.DataFrame:
 
 
 def require_columns(data: pd.DataFrame, columns: Iterable[str]) -> None:
-    """Raise :class:`~mlmci.errors.DataError` naming every column of ``columns`` absent from ``data``."""
+    """Raise :class:`~mlmci.errors.DataError` naming each of ``columns`` absent from ``data``."""
     missing = [c for c in columns if c not in data.columns]
     if missing:
         available = ", ".join(map(str, data.columns[:20]))
@@ -63,7 +63,7 @@ def require_no_missing(data: pd.DataFrame, columns: Iterable[str]) -> None:
 
 
 def require_groups(data: pd.DataFrame, group: str, *, min_groups: int = 2) -> None:
-    """Raise :class:`~mlmci.errors.DataError` if ``group`` has fewer than ``min_groups`` distinct values."""
+    """Raise :class:`~mlmci.errors.DataError` if ``group`` has fewer than ``min_groups`` values."""
     n = data[group].nunique(dropna=True)
     if n < min_groups:
         raise DataError(

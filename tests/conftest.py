@@ -9,8 +9,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYTENSOR_FLAGS", "blas__ldflags=-lopenblas")
 os.environ.setdefault("MLMCI_PROGRESS", "0")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
 
 
 @pytest.fixture(autouse=True)

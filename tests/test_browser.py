@@ -43,8 +43,9 @@ def _pages() -> list[str]:
     return sorted(
         p.relative_to(HTML).as_posix()
         for p in HTML.rglob("*.html")
-        if not p.relative_to(HTML).parts[0].startswith("_") and p.name not in SKIP
-        and "http-equiv=\"refresh\"" not in p.read_text(errors="ignore")[:2000]
+        if not p.relative_to(HTML).parts[0].startswith("_")
+        and p.name not in SKIP
+        and 'http-equiv="refresh"' not in p.read_text(errors="ignore")[:2000]
     )
 
 

@@ -145,9 +145,7 @@ def report_timings(app: Sphinx, exception: Exception | None) -> None:
             continue
         runtime = exec_data.get("runtime") or 0.0
         fresh = exec_data.get("method") != "cache" or exec_data.get("mtime", 0) >= app.mlmci_started
-        rows.append(
-            {"chapter": docname, "seconds": round(runtime, 1), "executed_now": bool(fresh)}
-        )
+        rows.append({"chapter": docname, "seconds": round(runtime, 1), "executed_now": bool(fresh)})
         origin = "executed" if fresh else "from cache"
         logger.info(f"mlmci_book: {docname}: {runtime:6.1f} s ({origin})")
         if fresh and runtime > budget:

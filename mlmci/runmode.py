@@ -1,0 +1,37 @@
+"""How mlmci behaves in the three places it runs: a reader's session, the book build, the tests.
+
+Two environment variables, read at call time:
+
+``MLMCI_PROGRESS``
+    ``0`` switches sampler progress bars off. On by default, so a long local
+    run shows progress; the book build sets ``0`` so no bar reaches a page.
+``MLMCI_QUICK``
+    ``1`` is for the chapter tests only: MCMC draws and tuning are capped at
+    :data:`QUICK_DRAWS` with the convergence gate skipped, and Monte Carlo
+    studies are cut to :data:`QUICK_REPS` replications per cell, so every
+    chapter's code runs top to bottom in seconds. The book build always unsets
+    it: the book's numbers come from full runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Name of the progress-bar switch.
+PROGRESS_ENV = "MLMCI_PROGRESS"
+#: Name of the quick-mode switch.
+QUICK_ENV = "MLMCI_QUICK"
+#: Draws and tuning steps per chain in quick mode.
+QUICK_DRAWS = 100
+#: Monte Carlo replications per cell in quick mode.
+QUICK_REPS = 4
+
+
+def quick() -> bool:
+    """Whether the chapter-test quick mode is on (``MLMCI_QUICK=1``)."""
+    return os.environ.get(QUICK_ENV, "0").strip() == "1"
+
+
+def progress() -> bool:
+    """Whether progress bars are wanted: ``MLMCI_PROGRESS`` is not 0, false, no or off."""
+    return os.environ.get(PROGRESS_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}

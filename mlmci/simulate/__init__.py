@@ -1,0 +1,20 @@
+"""Data-generating processes with known truth.
+
+Each simulator is a function ``simulate_<design>(*, ..., seed)`` that returns
+``(data, truth)``: a long :class:`pandas.DataFrame` and a dict of plain floats
+holding the true parameter values, keyed by the term names the estimators
+report (so ``truth`` can be passed straight to :func:`mlmci.plots.forest`).
+Every random draw comes from ``numpy.random.default_rng(seed)``.
+
+Simulators:
+
+- :func:`simulate_panel` — unit effects correlated with a regressor, plus a
+  time-invariant covariate (fixed vs random effects, Mundlak);
+- :func:`simulate_classroom` — the classroom as a confounder or as an effect
+  modifier (regression adjustment vs varying slopes).
+"""
+
+from mlmci.simulate.classroom import simulate_classroom
+from mlmci.simulate.panel import simulate_panel
+
+__all__ = ["simulate_classroom", "simulate_panel"]
