@@ -1,7 +1,8 @@
 # The two commands of the README: `make book` and `make test`.
 # Everything runs inside a virtual environment ($(VENV)) holding the pinned stack.
 
-PYTHON ?= python3.11
+# Python 3.11 (the tested version); any python3 >= 3.11 is accepted.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 BUILD := _build
@@ -20,7 +21,7 @@ help:
 	@echo "make clean         remove $(BUILD) (the execution cache included)"
 
 $(STAMP): requirements.txt pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "Python 3.11 not found (PYTHON=$(PYTHON)): on Debian 12, apt-get install python3.11 python3.11-venv; or make PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
@@ -35,7 +36,7 @@ book: $(STAMP)
 	end=$$(date +%s); \
 	echo ""; \
 	echo "Chapter execution times (s):"; \
-	$(BIN)/python -c "import json; [print(f\"  {r['chapter']:<40} {r['seconds']:7.1f}  {'executed' if r['executed_now'] else 'cached'}\") for r in json.load(open('$(BUILD)/timings.json'))]"; \
+	$(BIN)/python -c "import json; [print(f\"  {r['chapter']:<40} {r['seconds']:7.1f}  {'executed' if r['executed_now'] else 'cached'}{'  OVER BUDGET' if r['over_budget'] else ''}\") for r in json.load(open('$(BUILD)/timings.json'))]"; \
 	echo "Book built in $$((end - start)) s. Open $(CURDIR)/$(BUILD)/html/index.html"
 
 test: $(STAMP)

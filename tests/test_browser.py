@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
+from book_toc import chapters
 from bs4 import BeautifulSoup
 
 pytestmark = pytest.mark.browser
@@ -161,11 +162,13 @@ def test_internal_links_resolve(path):
     assert not problems, f"{path}: broken internal links {problems}"
 
 
-def test_chapters_offer_notebook_download():
-    soup = BeautifulSoup((HTML / "book/intro.html").read_text(), "html.parser")
+@pytest.mark.parametrize("chapter", chapters())
+def test_chapter_offers_its_notebook(chapter):
+    page = HTML / f"{chapter}.html"
+    soup = BeautifulSoup(page.read_text(), "html.parser")
     links = [a["href"] for a in soup.find_all("a", href=True) if a["href"].endswith(".ipynb")]
-    assert links, "the introduction offers no .ipynb download"
-    ok, why = _target_exists(HTML / "book/intro.html", links[0])
+    assert links, f"{chapter} offers no .ipynb download"
+    ok, why = _target_exists(page, links[0])
     assert ok, why
 
 

@@ -11,37 +11,11 @@ from pathlib import Path
 
 import jupytext
 import pytest
-import yaml
+from book_toc import chapters
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _toc_files(node) -> list[str]:
-    files = []
-    if isinstance(node, dict):
-        if "file" in node:
-            files.append(node["file"])
-        for value in node.values():
-            files += _toc_files(value)
-    elif isinstance(node, list):
-        for item in node:
-            files += _toc_files(item)
-    return files
-
-
-def _chapters() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    names = [toc["root"], *_toc_files(toc.get("parts", toc.get("chapters", [])))]
-    chapters = []
-    for name in names:
-        path = ROOT / f"{name}.md"
-        if path.exists() and "kernelspec:" in path.read_text()[:600]:
-            chapters.append(name)
-    return chapters
-
-
-CHAPTERS = _chapters()
+CHAPTERS = chapters()
 
 
 def test_toc_lists_the_introduction():

