@@ -30,8 +30,11 @@ each fit by its own checks, keeps the best, and polishes it:
    variance is zero or a correlation is ±1. Such a fit is refused unless
    ``allow_boundary=True``.
 
-If no fit passes, :class:`mlmci.errors.ConvergenceError` is raised with the
-per-optimizer diagnostics attached.
+If no fit passes, BFGS is restarted once from the best finite fit with the
+tight tolerance (on flat likelihoods every optimizer can stop just short of
+the optimum); if that fit does not pass either,
+:class:`mlmci.errors.ConvergenceError` is raised with the per-optimizer
+diagnostics attached.
 
 Singleton groups
 ----------------
@@ -293,6 +296,8 @@ def fit(
             )
 
     attempts = _search(model, reml=reml, methods=methods)
+    if not any(a.valid for a in attempts):
+        attempts.append(_rescue(model, attempts, reml=reml))
     chosen = _choose(attempts, allow_boundary=allow_boundary, formula=formula, group=group)
     if not chosen.boundary:
         polished = _attempt(
@@ -405,6 +410,28 @@ def _search(model: MixedLM, *, reml: bool, methods: Sequence[str]) -> list[_Atte
         if len(valid) >= 2 and valid[0] - valid[1] <= _AGREE_TOL:
             break
     return attempts
+
+
+def _rescue(model: MixedLM, attempts: list[_Attempt], *, reml: bool) -> _Attempt:
+    """Restart from the best finite attempt with a tight tolerance.
+
+    On flat likelihoods (no true heterogeneity, say) every optimizer can stop a
+    hair short of the optimum (Newton decrement just above the tolerance); a
+    tight restart from the best of them then reaches a point that passes the
+    checks, which still decide.
+    """
+    finite = [a for a in attempts if a.result is not None and np.isfinite(a.llf)]
+    if not finite:
+        return _Attempt(method=f"{_POLISH['method']} (restart)", result=None)
+    best = max(finite, key=lambda a: a.llf)
+    return _attempt(
+        model,
+        _POLISH["method"],
+        reml=reml,
+        start=best.result.params_object.get_packed(use_sqrt=True, has_fe=False),
+        options={"gtol": _POLISH["gtol"]},
+        label=f"{_POLISH['method']} (restart from {best.method})",
+    )
 
 
 def _attempt(

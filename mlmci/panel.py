@@ -256,18 +256,19 @@ class PanelComparison:
         rows: list[dict[str, Any]] = []
         for name in ESTIMATORS:
             res = self.results[name]
-            ci = res.conf_int(level=level)
-            for term in res.params.index:
+            # linearmodels recomputes these properties on every access: read them once.
+            params, std_errors, ci = res.params, res.std_errors, res.conf_int(level=level)
+            for term in params.index:
                 if term not in keep:
                     continue
                 rows.append(
                     {
                         "estimator": name,
                         "term": term,
-                        "estimate": res.params[term],
-                        "std_error": res.std_errors[term],
-                        "ci_low": ci.loc[term, "lower"],
-                        "ci_high": ci.loc[term, "upper"],
+                        "estimate": params[term],
+                        "std_error": std_errors[term],
+                        "ci_low": ci.at[term, "lower"],
+                        "ci_high": ci.at[term, "upper"],
                         "interval": label,
                     }
                 )

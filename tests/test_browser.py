@@ -38,6 +38,10 @@ CHROMIUM_ARGS = [
 ]
 
 
+def _is_redirect(path: Path) -> bool:
+    return 'http-equiv="refresh"' in path.read_text(errors="ignore")[:2000].lower()
+
+
 def _pages() -> list[str]:
     if not HTML.is_dir():
         return []
@@ -46,7 +50,7 @@ def _pages() -> list[str]:
         for p in HTML.rglob("*.html")
         if not p.relative_to(HTML).parts[0].startswith("_")
         and p.name not in SKIP
-        and 'http-equiv="refresh"' not in p.read_text(errors="ignore")[:2000]
+        and not _is_redirect(p)
     )
 
 
@@ -104,6 +108,12 @@ def page(browser, server):
     context.close()
 
 
+def test_index_redirects_to_the_introduction(page, server):
+    page.goto(server, wait_until="load")
+    page.wait_for_url("**/book/intro.html", timeout=30_000)
+    assert page.title().startswith("Introduction")
+
+
 def test_book_has_pages():
     assert "book/intro.html" in PAGES, f"pages found: {PAGES}"
     assert "book/api.html" in PAGES
@@ -135,15 +145,19 @@ def test_page_works_offline(page, server, path):
     assert not broken, f"{path}: images that did not load: {broken}"
 
 
+@functools.cache
+def _ids(page: Path) -> frozenset[str]:
+    soup = BeautifulSoup(page.read_text(), "html.parser")
+    return frozenset(tag["id"] for tag in soup.find_all(id=True))
+
+
 def _target_exists(source: Path, href: str) -> tuple[bool, str]:
     parsed = urlparse(href)
     target = (source.parent / unquote(parsed.path)).resolve() if parsed.path else source
     if not target.exists():
         return False, f"missing file {target}"
-    if parsed.fragment and target.suffix == ".html":
-        soup = BeautifulSoup(target.read_text(), "html.parser")
-        if soup.find(id=parsed.fragment) is None:
-            return False, f"no id {parsed.fragment!r} in {target.name}"
+    if parsed.fragment and target.suffix == ".html" and parsed.fragment not in _ids(target):
+        return False, f"no id {parsed.fragment!r} in {target.name}"
     return True, ""
 
 
