@@ -300,14 +300,7 @@ def fit(
         attempts.append(_rescue(model, attempts, reml=reml))
     chosen = _choose(attempts, allow_boundary=allow_boundary, formula=formula, group=group)
     if not chosen.boundary:
-        polished = _attempt(
-            model,
-            _POLISH["method"],
-            reml=reml,
-            start=chosen.result.params_object.get_packed(use_sqrt=True, has_fe=False),
-            options={"gtol": _POLISH["gtol"]},
-            label=f"{_POLISH['method']} (polish)",
-        )
+        polished = _tight_restart(model, chosen, reml=reml, label="polish")
         attempts.append(polished)
         improved = polished.llf >= chosen.llf - 1e-9
         if polished.valid and polished.converged and not polished.boundary and improved:
@@ -424,13 +417,18 @@ def _rescue(model: MixedLM, attempts: list[_Attempt], *, reml: bool) -> _Attempt
     if not finite:
         return _Attempt(method=f"{_POLISH['method']} (restart)", result=None)
     best = max(finite, key=lambda a: a.llf)
+    return _tight_restart(model, best, reml=reml, label=f"restart from {best.method}")
+
+
+def _tight_restart(model: MixedLM, start: _Attempt, *, reml: bool, label: str) -> _Attempt:
+    """BFGS from ``start``'s estimates with a tight gradient tolerance."""
     return _attempt(
         model,
         _POLISH["method"],
         reml=reml,
-        start=best.result.params_object.get_packed(use_sqrt=True, has_fe=False),
+        start=start.result.params_object.get_packed(use_sqrt=True, has_fe=False),
         options={"gtol": _POLISH["gtol"]},
-        label=f"{_POLISH['method']} (restart from {best.method})",
+        label=f"{_POLISH['method']} ({label})",
     )
 
 
