@@ -31,7 +31,7 @@ import pandas as pd
 from mlmci import runmode
 from mlmci.errors import ConvergenceError, DataError
 from mlmci.results import interval_label, tidy
-from mlmci.validation import require_columns, require_dataframe, require_no_missing
+from mlmci.validation import as_list, require_columns, require_dataframe, require_no_missing
 
 Backend = Literal["pymc", "nutpie"]
 
@@ -147,8 +147,7 @@ def _select(idata: az.InferenceData, var_names: Sequence[str] | None) -> list[st
     available = list(idata.posterior.data_vars)
     if var_names is None:
         return available
-    if isinstance(var_names, str):
-        var_names = [var_names]
+    var_names = as_list(var_names, "var_names")
     missing = [v for v in var_names if v not in available]
     if missing:
         raise DataError(f"variables {missing} are not in the posterior; it has {available}.")
@@ -156,7 +155,15 @@ def _select(idata: az.InferenceData, var_names: Sequence[str] | None) -> list[st
 
 
 def diagnose(idata: az.InferenceData, *, var_names: Sequence[str] | None = None) -> pd.DataFrame:
-    """R-hat, bulk ESS and tail ESS of every parameter (one row per scalar element)."""
+    """R-hat, bulk ESS and tail ESS of every parameter (one row per scalar element).
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np
+    >>> idata = az.from_dict(posterior={"mu": np.random.default_rng(0).normal(size=(4, 500))})
+    >>> diagnose(idata).columns.tolist()
+    ['r_hat', 'ess_bulk', 'ess_tail']
+    """
     names = _select(idata, var_names)
     table = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
     return table[["r_hat", "ess_bulk", "ess_tail"]].rename_axis("parameter")

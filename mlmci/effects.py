@@ -86,6 +86,7 @@ from mlmci import mixed
 from mlmci.errors import DataError, DataTypeError
 from mlmci.results import interval_label, tidy
 from mlmci.validation import (
+    as_list,
     require_columns,
     require_dataframe,
     require_groups,
@@ -320,9 +321,7 @@ def group_effects(
 
 
 def _names(value: str | Sequence[str], what: str) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    names = list(value)
+    names = as_list(value, what)
     bad = [v for v in names if not isinstance(v, str)]
     if bad:
         raise DataTypeError(f"{what} must be column names (strings); got {bad}.")

@@ -102,6 +102,14 @@ def run(
     -------
     pandas.DataFrame
         The replications' tables stacked, with the cell's keys and ``rep`` added.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> def one(rng, n):
+    ...     return pd.DataFrame({"draw": [rng.normal()], "truth": [0.0]})
+    >>> run(one, [{"n": 1}, {"n": 2}], reps=3, seed=0)[["n", "rep"]].values.tolist()
+    [[1, 0], [1, 1], [1, 2], [2, 0], [2, 1], [2, 2]]
     """
     if reps < 1:
         raise ValueError(f"reps must be at least 1, got {reps!r}.")
@@ -152,6 +160,15 @@ def score(
         the empirical SD of the estimates, ``emp_se``).
         ``bias_mcse = sd / √n``; ``coverage_mcse = √(p(1-p)/n)``;
         ``rmse_mcse`` by the delta method from the MC SE of the MSE.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> draws = pd.DataFrame({"estimator": "ols", "term": "b", "estimate": [0.9, 1.1],
+    ...                       "std_error": 0.1, "ci_low": [0.7, 1.05], "ci_high": [1.1, 1.3],
+    ...                       "truth": 1.0})
+    >>> score(draws).loc[0, ["bias", "rmse", "coverage"]].astype(float).round(6).tolist()
+    [0.0, 0.1, 0.5]
     """
     require_dataframe(draws, name="draws")
     keys = [*by, "estimator", "term"]

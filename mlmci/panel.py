@@ -37,6 +37,7 @@ from linearmodels.panel import BetweenOLS, PanelOLS, PooledOLS, RandomEffects
 from mlmci.errors import DataError, DataTypeError
 from mlmci.results import interval_label, tidy
 from mlmci.validation import (
+    as_list,
     require_columns,
     require_dataframe,
     require_groups,
@@ -244,7 +245,7 @@ class PanelComparison:
         if terms is None:
             keep = available - self._nuisance_terms()
         else:
-            terms = [terms] if isinstance(terms, str) else list(terms)
+            terms = as_list(terms, "terms")
             unknown = [t for t in terms if t not in available]
             if unknown:
                 raise DataError(
@@ -362,7 +363,7 @@ class PanelComparison:
         if terms is None:
             tested = kept_means
         else:
-            tested = [terms] if isinstance(terms, str) else list(terms)
+            tested = as_list(terms, "terms")
             unknown = [t for t in tested if t not in kept_means]
             if unknown:
                 raise DataError(
@@ -531,18 +532,6 @@ def compare(
 # --------------------------------------------------------------------------- input
 
 
-def _as_list(value: str | Sequence[str], name: str) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    try:
-        out = list(value)
-    except TypeError:
-        raise DataTypeError(
-            f"`{name}` must be a column name or a list of column names, got {value!r}."
-        ) from None
-    return out
-
-
 def _check_cov_type(cov_type: str) -> None:
     if cov_type not in COV_TYPES:
         raise DataError(f"cov_type must be one of {list(COV_TYPES)}, got {cov_type!r}.")
@@ -558,8 +547,8 @@ def _validate(
     invariant: str | Sequence[str],
 ) -> dict[str, Any]:
     require_dataframe(data)
-    xs = _as_list(x, "x")
-    zs = _as_list(invariant, "invariant")
+    xs = as_list(x, "x")
+    zs = as_list(invariant, "invariant")
     if not xs:
         raise DataError("`x` is empty: compare needs at least one time-varying regressor.")
     variables = [y, *xs, *zs]

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from mlmci.errors import DataError
-from mlmci.validation import require_columns, require_dataframe, require_numeric
+from mlmci.validation import as_list, require_columns, require_dataframe, require_numeric
 
 
 def forest(
@@ -144,7 +144,7 @@ def _order(values: pd.Series, wanted: Sequence[str] | None, what: str) -> list:
     present = list(dict.fromkeys(values))
     if wanted is None:
         return present
-    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    wanted = as_list(wanted, what)
     missing = [w for w in wanted if w not in present]
     if missing:
         raise DataError(f"{what}(s) {missing} not in the table; it has {present}.")

@@ -25,7 +25,13 @@ TIDY_COLUMNS: tuple[str, ...] = (
 
 
 def interval_label(prob: float, kind: str) -> str:
-    """Label an interval, e.g. ``interval_label(0.95, "CI") == "95% CI"``."""
+    """Label an interval by its probability and kind.
+
+    Examples
+    --------
+    >>> interval_label(0.95, "CI"), interval_label(0.94, "HDI")
+    ('95% CI', '94% HDI')
+    """
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie strictly between 0 and 1, got {prob!r}.")
     return f"{prob * 100:.4g}% {kind}"

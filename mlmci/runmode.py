@@ -28,10 +28,34 @@ QUICK_REPS = 4
 
 
 def quick() -> bool:
-    """Whether the chapter-test quick mode is on (``MLMCI_QUICK=1``)."""
+    """Whether the chapter-test quick mode is on (``MLMCI_QUICK=1``).
+
+    Examples
+    --------
+    >>> import os
+    >>> saved = os.environ.pop(QUICK_ENV, None)
+    >>> os.environ[QUICK_ENV] = "1"
+    >>> quick()
+    True
+    >>> _ = os.environ.pop(QUICK_ENV)
+    >>> quick()
+    False
+    >>> if saved is not None:
+    ...     os.environ[QUICK_ENV] = saved
+    """
     return os.environ.get(QUICK_ENV, "0").strip() == "1"
 
 
 def progress() -> bool:
-    """Whether progress bars are wanted: ``MLMCI_PROGRESS`` is not 0, false, no or off."""
+    """Whether progress bars are wanted: ``MLMCI_PROGRESS`` is not 0, false, no or off.
+
+    Examples
+    --------
+    >>> import os
+    >>> saved = os.environ.get(PROGRESS_ENV)
+    >>> os.environ[PROGRESS_ENV] = "off"
+    >>> progress()
+    False
+    >>> os.environ[PROGRESS_ENV] = saved if saved is not None else "1"
+    """
     return os.environ.get(PROGRESS_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}

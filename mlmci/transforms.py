@@ -21,6 +21,7 @@ import pandas as pd
 
 from mlmci.errors import DataError
 from mlmci.validation import (
+    as_list,
     require_columns,
     require_dataframe,
     require_no_missing,
@@ -92,7 +93,7 @@ def within_between(
     4  2  6.0        3.0       3.0
     """
     require_dataframe(data)
-    columns = [cols] if isinstance(cols, str) else list(cols)
+    columns = as_list(cols, "cols")
     if not columns:
         raise DataError("`cols` is empty: name at least one column to decompose.")
     if len(set(columns)) != len(columns):

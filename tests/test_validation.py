@@ -9,6 +9,7 @@ from pandas.testing import assert_frame_equal
 
 from mlmci.errors import DataError, DataTypeError, MlmciError
 from mlmci.validation import (
+    as_list,
     require_columns,
     require_dataframe,
     require_groups,
@@ -135,3 +136,14 @@ def test_checks_do_not_modify_the_input(df):
     with pytest.raises(DataError):
         require_no_missing(df, ["gap"])
     assert_frame_equal(df, before)
+
+
+def test_as_list_wraps_one_name_and_lists_a_sequence():
+    assert as_list("x", "cols") == ["x"]
+    assert as_list(("x", "z"), "cols") == ["x", "z"]
+    assert as_list(iter(["a"]), "cols") == ["a"]
+
+
+def test_as_list_refuses_a_non_sequence_naming_the_argument():
+    with pytest.raises(DataTypeError, match="`cols`"):
+        as_list(3, "cols")
