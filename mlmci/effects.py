@@ -698,39 +698,39 @@ def _complete_pooling(prep: _Prepared, *, cov_type: str) -> EffectsFit:
 def _partial_pooling(prep: _Prepared, *, allow_boundary: bool) -> EffectsFit:
     terms = ["t", *prep.modifiers, *[f"t:{m}" for m in prep.modifiers], *prep.covariates]
     res = mixed.fit(
-        "y ~ " + " + ".join(terms),
+        "y ~ " + " + ".join(terms) + " + (t | g)",
         prep.frame,
-        group="g",
-        re_formula="~t",
         allow_boundary=allow_boundary,
     )
-    sm_res = res.result
-    model = sm_res.model
-    names = list(sm_res.fe_params.index)
-    beta = sm_res.fe_params.to_numpy()
-    cov_re = np.asarray(sm_res.cov_re, dtype=float)
-    sigma2 = float(sm_res.scale)
-    slope = list(model.data.exog_re_names).index("t")
+    names = list(res.beta.index)
+    beta = res.beta.to_numpy()
+    cov_re = res.cov_re().loc[["Intercept", "t"], ["Intercept", "t"]].to_numpy()
+    sigma2 = res.sigma**2
     lam = _contrasts(prep, names, "t")
+    # The engine orders groups its own way; put them in prep's order (codes 0..J-1).
+    order = list(range(len(prep.labels)))
+    blups = res.ranef().reindex(order)
+    cond_var = res.ranef_variance().reindex(order)
+    x, z, position = res.design()
+    code = res.ranef().index.to_numpy()[position]
+    rows = [np.flatnonzero(code == j) for j in order]
 
-    gls_cov, gains = _henderson_pieces(model, cov_re, sigma2, n_groups=len(prep.labels))
-    estimate = np.empty(len(prep.labels))
+    gls_cov, gains = _henderson_pieces(x.to_numpy(), z.to_numpy(), rows, cov_re, sigma2)
+    slope = 1  # the t column of Z (Intercept, t)
+    estimate = lam @ beta + blups["t"].to_numpy()
     pev = np.empty(len(prep.labels))
-    for j in range(len(prep.labels)):
-        blup = np.asarray(sm_res.random_effects[j], dtype=float)
-        cond_cov = np.asarray(sm_res.random_effects_cov[j], dtype=float)
-        estimate[j] = lam[j] @ beta + blup[slope]
+    for j in order:
         d = lam[j] - gains[j][slope]
-        pev[j] = d @ gls_cov @ d + cond_cov[slope, slope]
-    z = stats.norm.ppf((1 + prep.prob) / 2)
+        pev[j] = d @ gls_cov @ d + cond_var["t"].iloc[j]
+    z_crit = stats.norm.ppf((1 + prep.prob) / 2)
     se = np.sqrt(pev)
     groups = _group_table(
         prep,
         "partial_pooling",
         estimate,
         se,
-        estimate - z * se,
-        estimate + z * se,
+        estimate - z_crit * se,
+        estimate + z_crit * se,
         interval_label(prep.prob, "CI (approx.)"),
     )
 
@@ -746,8 +746,8 @@ def _partial_pooling(prep: _Prepared, *, allow_boundary: bool) -> EffectsFit:
                 "ATE",
                 ate,
                 ate_se,
-                ate - z * ate_se,
-                ate + z * ate_se,
+                ate - z_crit * ate_se,
+                ate + z_crit * ate_se,
                 interval_label(prep.prob, "CI"),
             ),
             _population_row(
@@ -755,8 +755,8 @@ def _partial_pooling(prep: _Prepared, *, allow_boundary: bool) -> EffectsFit:
                 "new group",
                 ate,
                 pred_se,
-                ate - z * pred_se,
-                ate + z * pred_se,
+                ate - z_crit * pred_se,
+                ate + z_crit * pred_se,
                 interval_label(prep.prob, "PI (approx.)"),
             ),
         ]
@@ -765,20 +765,22 @@ def _partial_pooling(prep: _Prepared, *, allow_boundary: bool) -> EffectsFit:
 
 
 def _henderson_pieces(
-    model, cov_re: np.ndarray, sigma2: float, *, n_groups: int
+    exog: np.ndarray,
+    exog_re: np.ndarray,
+    rows: list[np.ndarray],
+    cov_re: np.ndarray,
+    sigma2: float,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The GLS covariance C and the gains K_j = G Z_j' V_j^{-1} X_j of every group.
 
     V_j^{-1} is applied through (s2 I + Z G Z')^{-1} = (I - Z (s2 I + G Z'Z)^{-1} G Z') / s2,
     which needs only q x q solves and stays valid when G is singular (a boundary fit).
     """
-    exog, exog_re = model.exog, model.exog_re
     q = cov_re.shape[0]
     information = np.zeros((exog.shape[1], exog.shape[1]))
     gains = []
-    for j in range(n_groups):
-        rows = model.row_indices[j]
-        x, z = exog[rows], exog_re[rows]
+    for idx in rows:
+        x, z = exog[idx], exog_re[idx]
         ztz, ztx = z.T @ z, z.T @ x
         inner = np.linalg.solve(sigma2 * np.eye(q) + cov_re @ ztz, cov_re)
         zt_vinv_x = (ztx - ztz @ inner @ ztx) / sigma2

@@ -167,12 +167,12 @@ def compare(
         coef, *_ = np.linalg.lstsq(design, data["y"].to_numpy(), rcond=None)
         complete = float(coef[0])
 
-    formula = "y ~ 1" if x is None else "y ~ x"
-    res = mixed.fit(formula, data, group="g", allow_boundary=allow_boundary)
-    target = float(res.result.fe_params["Intercept"])
+    formula = "y ~ 1 + (1 | g)" if x is None else "y ~ x + (1 | g)"
+    res = mixed.fit(formula, data, allow_boundary=allow_boundary)
+    target = float(res.beta["Intercept"])
     partial = res.group_coefficients()["Intercept"]
-    tau2 = float(res.result.cov_re.iloc[0, 0])
-    sigma2 = float(res.result.scale)
+    tau2 = float(res.cov_re().iloc[0, 0])
+    sigma2 = res.sigma**2
     lam = (sigma2 / n) / (tau2 + sigma2 / n)
 
     table = pd.DataFrame(

@@ -61,7 +61,7 @@ def test_modification_dgp_varying_slopes_recover_mean_and_sd() -> None:
     data, truth = simulate_classroom(
         dgp="modification", n_classrooms=n_classrooms, n_students=n_students, seed=5
     )
-    res = mixed.fit("score ~ effort", data, group="classroom", re_formula="~effort")
+    res = mixed.fit("score ~ effort + (effort | classroom)", data)
     slope = res.fixed.set_index("term").loc["effort"]
     assert abs(slope["estimate"] - truth["beta"]) < 4 * slope["std_error"]
     vc = res.variance_components

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from mlmci import bayes, effects
+from mlmci import bayes, effects, mixed
 from mlmci.errors import ConvergenceError, DataError, DataTypeError
 from mlmci.results import TIDY_COLUMNS
 from mlmci.simulate import simulate_experiment
@@ -204,21 +204,21 @@ def test_partial_pooling_matches_hendersons_mixed_model_equations(modified):
     # Solve Henderson's equations densely, independently of the per-group algebra: the
     # group effect is lambda_j' beta + b_j(slope), its variance the matching block of C^-1.
     data, fitted = modified
-    res = fitted.model.result
-    assert not fitted.model.boundary
+    res = fitted.model
+    assert not res.boundary
     g = data["group"].to_numpy()
     labels = np.unique(g)
     t = data["treated"].to_numpy(float)
     w = data["w"].to_numpy()
     x = np.column_stack([np.ones(len(data)), t, w, t * w, data["x"]])
-    assert list(res.fe_params.index) == ["Intercept", "t", "m0", "t:m0", "c0"]
+    assert list(res.beta.index) == ["Intercept", "t", "m0", "t:m0", "c0"]
     z = np.zeros((len(data), 2 * len(labels)))
     for j, label in enumerate(labels):
         rows = g == label
         z[rows, 2 * j] = 1.0
         z[rows, 2 * j + 1] = t[rows]
-    sigma2 = res.scale
-    g_inv = np.kron(np.eye(len(labels)), np.linalg.inv(np.asarray(res.cov_re)))
+    sigma2 = res.sigma**2
+    g_inv = np.kron(np.eye(len(labels)), np.linalg.inv(res.cov_re().to_numpy()))
     lhs = np.block([[x.T @ x, x.T @ z], [z.T @ x, z.T @ z + sigma2 * g_inv]]) / sigma2
     solution = np.linalg.solve(lhs, np.concatenate([x.T, z.T]) @ data["y"].to_numpy() / sigma2)
     inverse = np.linalg.inv(lhs)
@@ -235,7 +235,7 @@ def test_partial_pooling_matches_hendersons_mixed_model_equations(modified):
 def test_partial_pooling_population_rows(modified):
     data, fitted = modified
     ate, new = fitted.population.itertuples(index=False)
-    beta = fitted.model.result.fe_params
+    beta = fitted.model.beta
     w_bar = data.groupby("group")["w"].first().mean()
     assert ate.estimate == pytest.approx(beta["t"] + beta["t:m0"] * w_bar)
     assert new.estimate == pytest.approx(ate.estimate)
@@ -255,9 +255,19 @@ def test_partial_pooling_ate_se_is_the_mixed_model_se(homogeneous):
 
 
 def test_partial_pooling_accepts_or_refuses_a_boundary_fit():
+    # Make every group's treated-minus-control difference the same: the observed spread of
+    # group effects is then zero, below any sampling noise, so the REML optimum of the effect
+    # variance is exactly on the boundary whatever optimizer finds it. The verdict is lme4's
+    # rule applied to the estimate, which the second assertion pins.
     data, _ = simulate_experiment(n_groups=10, group_size=10, tau=0.0, seed=3)
+    treated = data["treated"] == 1
+    gap = data[treated].groupby("group")["y"].mean() - data[~treated].groupby("group")["y"].mean()
+    data["y"] = data["y"] - treated * (gap.reindex(data["group"]).to_numpy() - gap.mean())
     accepted = _fit(data, "partial_pooling")
     assert accepted.model.boundary
+    lower = accepted.model.native._theta_lower_bounds()
+    assert accepted.model.boundary == mixed.is_singular(accepted.model.theta, lower)
+    assert accepted.tau < 1e-3
     assert np.isfinite(accepted.groups["std_error"]).all()
     with pytest.raises(ConvergenceError, match="boundary"):
         _fit(data, "partial_pooling", allow_boundary=False)

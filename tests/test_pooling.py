@@ -60,8 +60,8 @@ def test_partial_pooling_is_the_pooling_factor_compromise(table: pd.DataFrame) -
 
 
 def test_pooling_factor_uses_the_reml_variances(table: pd.DataFrame, radon: pd.DataFrame) -> None:
-    res = mixed.fit('Q("log.radon") ~ 1', radon, group="county")
-    tau2, sigma2 = res.result.cov_re.iloc[0, 0], res.result.scale
+    res = mixed.fit("log_radon ~ 1 + (1 | county)", radon.rename(columns={"log.radon": "log_radon"}))
+    tau2, sigma2 = res.cov_re().iloc[0, 0], res.sigma**2
     expected = 1 - tau2 / (tau2 + sigma2 / table["n"])
     np.testing.assert_allclose(table["pooling_factor"], expected, rtol=1e-6)
     assert table["shrinkage_target"].iloc[0] == pytest.approx(res.fixed["estimate"].iloc[0])
@@ -81,8 +81,10 @@ def test_with_x_no_and_complete_pooling_are_the_ols_fits(
 def test_with_x_partial_pooling_shrinks_adjusted_means(
     table_x: pd.DataFrame, radon: pd.DataFrame
 ) -> None:
-    res = mixed.fit('Q("log.radon") ~ basement', radon, group="county")
-    beta = float(res.result.fe_params["basement"])
+    res = mixed.fit(
+        "log_radon ~ basement + (1 | county)", radon.rename(columns={"log.radon": "log_radon"})
+    )
+    beta = float(res.beta["basement"])
     by = radon.groupby("county")
     adjusted = (by["log.radon"].mean() - beta * by["basement"].mean()).to_numpy()
     lam, target = table_x["pooling_factor"], table_x["shrinkage_target"]
