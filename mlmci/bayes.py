@@ -30,7 +30,8 @@ import pandas as pd
 
 from mlmci import runmode
 from mlmci.errors import ConvergenceError, DataError
-from mlmci.results import interval_label, tidy
+from mlmci.config import HDI_PROB
+from mlmci.results import Fit, interval_label, tidy
 from mlmci.validation import as_list, require_columns, require_dataframe, require_no_missing
 
 Backend = Literal["pymc", "nutpie"]
@@ -106,9 +107,12 @@ class GateThresholds:
     max_divergences: int = 0
 
 
-@dataclass
-class BayesFit:
-    """A fitted bambi model and its posterior.
+@dataclass(repr=False)
+class BayesFit(Fit):
+    """A fitted bambi model and its posterior (mlmci's result protocol).
+
+    ``tidy(prob=0.94, var_names=None)`` gives posterior means, SDs and HDIs
+    (:func:`summarize`); ``summary()`` is a short text version.
 
     Attributes
     ----------
@@ -120,18 +124,59 @@ class BayesFit:
         The settings the posterior was sampled with.
     diagnostics : pandas.DataFrame
         R-hat, bulk and tail ESS per parameter (from :func:`check_convergence`).
+    gated : bool
+        Whether the posterior passed the convergence gate. An ungated posterior
+        (``gate=False``, or quick mode, whose draws are mocked) says so in
+        :attr:`notes`, and the book build refuses to render it.
     """
 
     model: Any
     idata: az.InferenceData
     settings: SamplerSettings
     diagnostics: pd.DataFrame
+    gated: bool = True
+    formula: str = ""
+    bayesian: bool = True
 
-    def summary(
-        self, *, prob: float = 0.94, var_names: Sequence[str] | None = None
+    @property
+    def native(self) -> dict[str, Any]:  # type: ignore[override]
+        """The bambi model and the arviz InferenceData."""
+        return {"model": self.model, "idata": self.idata}
+
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        s = self.settings
+        return f"Bayesian model (bambi, {s.backend}, {s.chains} x {s.draws} draws): {self.formula}"
+
+    @property
+    def notes(self) -> tuple[str, ...]:  # type: ignore[override]
+        if self.gated:
+            return ()
+        if runmode.quick():
+            return (
+                "quick mode: mocked draws from the prior, not a posterior; never for the book.",
+            )
+        return ("ungated: this posterior did not go through the convergence gate.",)
+
+    def tidy(
+        self, prob: float | None = None, *, var_names: Sequence[str] | None = None
     ) -> pd.DataFrame:
-        """Tidy posterior summary; see :func:`summarize`."""
-        return summarize(self.idata, prob=prob, var_names=var_names)
+        """Posterior means, SDs and HDIs in the tidy shape; see :func:`summarize`."""
+        _refuse_ungated_in_book(self.gated)
+        return summarize(self.idata, prob=HDI_PROB if prob is None else prob, var_names=var_names)
+
+    def _summary_table(self) -> pd.DataFrame:
+        # Group-level rows would fill a page; the summary shows the common parameters.
+        table = self.tidy()
+        return table[table["group"].isna()].drop(columns=["group"])
+
+
+def _refuse_ungated_in_book(gated: bool) -> None:
+    if not gated and runmode.book():
+        raise ConvergenceError(
+            "the book never shows an ungated posterior (gate=False or quick mode); sample "
+            "with the gate on, or show the failing diagnostics instead."
+        )
 
 
 def _divergences(idata: az.InferenceData) -> int:
@@ -385,8 +430,9 @@ def fit(
     gate
         ``True`` applies :func:`check_convergence` with the default thresholds,
         a :class:`GateThresholds` applies those, ``False`` skips it (for quick
-        experiments only: the book never shows an ungated posterior). With
-        ``MLMCI_QUICK=1`` (chapter tests) sampling is shortened and the gate skipped.
+        experiments only: the book build refuses an ungated posterior). With
+        ``MLMCI_QUICK=1`` (chapter tests) the draws are mocked (prior draws through
+        ``pymc.testing.mock_sample``) and the result is marked ungated.
     **model_options
         Other :class:`bambi.Model` options (``noncentered``, ``link``, ...).
 
@@ -409,7 +455,7 @@ def fit(
     >>> df = pd.DataFrame({"x": rng.normal(size=200)})
     >>> df["y"] = 1 + 2 * df["x"] + rng.normal(size=200)
     >>> res = fit("y ~ x", df, sampler={"draws": 500, "tune": 500, "progressbar": False})
-    >>> round(float(res.summary(prob=0.94).set_index("term").loc["x", "estimate"]))
+    >>> round(float(res.tidy(prob=0.94).set_index("term").loc["x", "estimate"]))
     2
     """
     import bambi as bmb  # heavy import, kept out of ``import mlmci``
@@ -425,12 +471,17 @@ def fit(
     except Exception as exc:  # formulae/bambi raise many types for a bad formula
         raise DataError(f"bambi could not build the model {formula!r}: {exc}") from exc
     quick = runmode.quick()
+    _refuse_ungated_in_book(gated=not (gate is False or quick))
     if quick:
+        # Chapter smoke tests: draws from the prior stand in for MCMC (pymc.testing's mock),
+        # so every cell runs in seconds; the result is marked ungated.
         settings = settings.replace(
-            draws=min(settings.draws, QUICK_DRAWS), tune=min(settings.tune, QUICK_DRAWS)
+            draws=min(settings.draws, QUICK_DRAWS),
+            tune=min(settings.tune, QUICK_DRAWS),
+            backend="pymc",
         )
     quiet = not settings.show_progress
-    with _quiet_sampler(quiet):
+    with _quiet_sampler(quiet), _mocked_sampling(quick):
         idata = model.fit(
             draws=settings.draws,
             tune=settings.tune,
@@ -442,9 +493,34 @@ def fit(
             progressbar=settings.show_progress,
             compute_convergence_checks=False,
         )
-    if gate is False or quick:
+    gated = not (gate is False or quick)
+    if not gated:
         diagnostics = diagnose(idata)
     else:
         thresholds = gate if isinstance(gate, GateThresholds) else GateThresholds()
         diagnostics = check_convergence(idata, **dataclasses.asdict(thresholds))
-    return BayesFit(model=model, idata=idata, settings=settings, diagnostics=diagnostics)
+    return BayesFit(
+        model=model,
+        idata=idata,
+        settings=settings,
+        diagnostics=diagnostics,
+        gated=gated,
+        formula=formula,
+    )
+
+
+@contextlib.contextmanager
+def _mocked_sampling(mock: bool) -> Iterator[None]:
+    """Replace ``pymc.sample`` by ``pymc.testing.mock_sample`` (prior draws) while on."""
+    if not mock:
+        yield
+        return
+    import pymc as pm
+    from pymc.testing import mock_sample
+
+    original = pm.sample
+    pm.sample = mock_sample
+    try:
+        yield
+    finally:
+        pm.sample = original

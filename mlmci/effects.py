@@ -46,7 +46,7 @@ and optional group-level effect *modifiers* :math:`w_j`:
     the fixed slope and its covariance with the BLUP. Ignoring the uncertainty of the
     variance components makes the interval too narrow with few groups. The ATE is
     :math:`\\hat\\tau + \\hat\\gamma'\\bar w` with its GLS standard error (``"95% CI"``).
-``"bayes"``
+``"partial_pooling"`` with ``engine=Bayes(...)`` (estimator ``"bayes"``)
     The same model in bambi, ``y ~ T + ... + (1 + T | group)`` (independent intercepts
     and slopes, as bambi parametrizes them), sampled by :func:`mlmci.bayes.fit` with
     the book-wide settings and the convergence gate. The group effect's draws are
@@ -55,7 +55,7 @@ and optional group-level effect *modifiers* :math:`w_j`:
     with an identity link it equals what ``bambi.interpret.comparisons`` would compute
     group by group. bambi's default non-centered parametrization mixes poorly when
     groups hold many units (schools of a hundred students); the gate will say so, and
-    ``model_options={"noncentered": False}`` is the usual cure.
+    ``Bayes(model_options={"noncentered": False})`` is the usual cure.
 
 **New group.** For partial pooling the effect of a new group is predicted by
 :math:`\\hat\\tau + \\hat\\gamma'\\bar w` with variance :math:`\\mathrm{SE}^2 +
@@ -73,7 +73,7 @@ sign errors) with Monte Carlo standard errors.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -83,8 +83,10 @@ import statsmodels.api as sm
 from scipy import stats
 
 from mlmci import mixed
+from mlmci.config import default_prob
+from mlmci.engines import OLS, REML, Bayes, resolve
 from mlmci.errors import DataError, DataTypeError
-from mlmci.results import interval_label, tidy
+from mlmci.results import Fit, interval_label, tidy
 from mlmci.validation import (
     as_list,
     require_columns,
@@ -94,15 +96,21 @@ from mlmci.validation import (
     require_numeric,
 )
 
-if TYPE_CHECKING:  # mlmci.bayes imports arviz; load it only for method="bayes"
+if TYPE_CHECKING:  # mlmci.bayes imports arviz; load it only for the Bayes engine
     from mlmci.bayes import GateThresholds, SamplerSettings
 
 __all__ = ["COV_TYPES", "METHODS", "EffectsFit", "fit", "group_effects", "score"]
 
-Method = Literal["no_pooling", "complete_pooling", "partial_pooling", "bayes"]
+Method = Literal["no_pooling", "complete_pooling", "partial_pooling"]
 
 #: The estimators of :func:`fit` (see the module notes).
-METHODS: tuple[str, ...] = ("no_pooling", "complete_pooling", "partial_pooling", "bayes")
+METHODS: tuple[str, ...] = ("no_pooling", "complete_pooling", "partial_pooling")
+_ENGINES = {"no_pooling": (OLS,), "complete_pooling": (OLS,), "partial_pooling": (REML, Bayes)}
+_DEFAULT_ENGINES = {
+    "no_pooling": OLS(),
+    "complete_pooling": OLS(),
+    "partial_pooling": REML(allow_boundary=True),
+}
 #: Covariance types of the OLS methods (statsmodels names).
 COV_TYPES: tuple[str, ...] = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
 
@@ -111,22 +119,28 @@ _SCORE_COLUMNS = ("estimator", "group", "estimate", "ci_low", "ci_high")
 
 
 @dataclass(repr=False)
-class EffectsFit:
-    """Group effects estimated by :func:`fit`.
+class EffectsFit(Fit):
+    """Group effects estimated by :func:`fit` (mlmci's result protocol).
+
+    ``tidy(prob)`` stacks the population rows (``term`` ``"ATE"``, the headline,
+    and ``"new group"``; ``group`` empty) over the group rows.
 
     Attributes
     ----------
     method : str
-        One of :data:`METHODS`; also the ``estimator`` column of the tables.
+        The estimator: ``"no_pooling"``, ``"complete_pooling"``, ``"partial_pooling"``
+        (REML) or ``"bayes"`` (partial pooling with the Bayes engine); also the
+        ``estimator`` column of the tables.
     groups : pandas.DataFrame
         One row per group, sorted by group, in the tidy shape ``estimator, term, group,
         estimate, std_error, ci_low, ci_high, interval`` (``term`` is the treatment
-        column's name), plus ``n`` and ``n_treated`` (units and treated units of the group).
-        For ``"bayes"``, ``estimate`` is the posterior mean and ``std_error`` the posterior SD.
+        column's name), plus ``n`` and ``n_treated`` (units and treated units of the group),
+        with intervals at the ``prob`` of the fit. For ``"bayes"``, ``estimate`` is the
+        posterior mean and ``std_error`` the posterior SD.
     population : pandas.DataFrame
         Tidy rows with ``term`` ``"ATE"`` (every method) and ``"new group"`` (every method
         but no pooling); see the module notes for what each row estimates and its interval.
-    model : object
+    native : object
         The fit behind the table: the statsmodels OLS results (no and complete pooling,
         with named columns), the :class:`mlmci.mixed.MixedResult` (partial pooling) or the
         :class:`mlmci.bayes.BayesFit` (bayes). The models use internal column names:
@@ -144,14 +158,61 @@ class EffectsFit:
     method: str
     groups: pd.DataFrame
     population: pd.DataFrame
-    model: Any
+    native: Any
     tau: float | None = None
     draws: Any = None
+    prob: float = 0.95
+    df: float | None = None  # t intervals with these degrees of freedom; None: normal
+    population_draws: dict = field(default_factory=dict, repr=False)
+    headline: str | None = "ATE"
 
-    def __repr__(self) -> str:
-        tau = "" if self.tau is None else f", tau={self.tau:.4g}"
-        ate = float(self.population.loc[self.population["term"] == "ATE", "estimate"].iloc[0])
-        return f"EffectsFit({self.method!r}, groups={len(self.groups)}, ATE={ate:.4g}{tau})"
+    @property
+    def model(self) -> Any:
+        """The fit behind the tables (the same object as :attr:`native`)."""
+        return self.native
+
+    @property
+    def bayesian(self) -> bool:  # type: ignore[override]
+        return self.method == "bayes"
+
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        tau = "" if self.tau is None else f", effect SD {self.tau:.4g}"
+        return f"Group effects, {self.method.replace('_', ' ')} ({len(self.groups)} groups{tau})"
+
+    @property
+    def notes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(getattr(self.native, "notes", ()) or ())
+
+    @property
+    def diagnostics(self) -> Any:  # type: ignore[override]
+        return getattr(self.native, "diagnostics", None)
+
+    def _summary_table(self) -> pd.DataFrame:
+        return self.population.drop(columns=["estimator"])
+
+    def _tidy(self, prob: float) -> pd.DataFrame:
+        table = pd.concat([self.population.assign(group=None), self.groups], ignore_index=True)
+        table = tidy(table, group=True)
+        if prob == self.prob:
+            return table
+        if self.method == "bayes":
+            import arviz as az
+
+            draws = [self.population_draws[t] for t in self.population["term"]]
+            draws += [self.draws.isel(group=j).to_numpy() for j in range(len(self.groups))]
+            bounds = np.array([az.hdi(d[..., None], hdi_prob=prob)[0] for d in draws])
+            table["ci_low"], table["ci_high"] = bounds[:, 0], bounds[:, 1]
+        else:
+            quantile = stats.norm if self.df is None else stats.t(self.df)
+            scale = quantile.ppf((1 + prob) / 2) / quantile.ppf((1 + self.prob) / 2)
+            centre = (table["ci_low"] + table["ci_high"]) / 2
+            half = (table["ci_high"] - table["ci_low"]) / 2 * scale
+            table["ci_low"], table["ci_high"] = centre - half, centre + half
+        table["interval"] = [
+            interval_label(prob, label.split(" ", 1)[1]) for label in table["interval"]
+        ]
+        return table
 
 
 @dataclass
@@ -177,11 +238,7 @@ def fit(
     covariates: Sequence[str] = (),
     modifiers: Sequence[str] = (),
     prob: float | None = None,
-    cov_type: str = "nonrobust",
-    allow_boundary: bool = True,
-    sampler: SamplerSettings | Mapping[str, Any] | None = None,
-    gate: bool | GateThresholds = True,
-    model_options: Mapping[str, Any] | None = None,
+    engine: OLS | REML | Bayes | None = None,
 ) -> EffectsFit:
     """Estimate every group's treatment effect, the ATE and the effect in a new group.
 
@@ -196,8 +253,8 @@ def fit(
     group
         The grouping column (schools, sites, ...).
     method
-        ``"no_pooling"``, ``"complete_pooling"``, ``"partial_pooling"`` or ``"bayes"``
-        (see the module notes).
+        ``"no_pooling"``, ``"complete_pooling"`` or ``"partial_pooling"`` (see the
+        module notes).
     covariates
         Columns adjusted for with common slopes (numeric or categorical). A covariate
         constant within groups is absorbed by the group intercepts of no and complete
@@ -208,20 +265,18 @@ def fit(
         (+ a group deviation under partial pooling and Bayes). They change nothing for no
         pooling, where every group already has its own effect.
     prob
-        Interval probability; default 0.95 for the frequentist methods and 0.94 for
-        ``"bayes"`` (the book's HDI convention).
-    cov_type
-        No and complete pooling only: ``"nonrobust"`` (classical, default) or a
+        Interval probability of the tables; default 0.95 for the frequentist engines and
+        0.94 for Bayes (:mod:`mlmci.config`). ``tidy(prob=...)`` gives any other.
+    engine
+        The backend (:mod:`mlmci.engines`). No and complete pooling:
+        ``OLS(cov_type=...)`` with ``"nonrobust"`` (classical, the default) or a
         heteroskedasticity-robust ``"HC0"``-``"HC3"`` (for no pooling these need two
-        treated and two control units in every group). Ignored by the other methods.
-    allow_boundary
-        Partial pooling only: accept a REML fit on the boundary (a zero slope variance or
-        a ±1 correlation; then the group effects are pooled completely or along a line).
-        Default True, because no detectable heterogeneity is a legitimate answer here;
-        False raises :class:`~mlmci.errors.ConvergenceError` instead.
-    sampler, gate, model_options
-        Bayes only: passed to :func:`mlmci.bayes.fit` (``model_options`` as its
-        ``**model_options``, e.g. ``{"noncentered": False}`` or ``{"priors": ...}``).
+        treated and two control units in every group). Partial pooling:
+        ``REML(allow_boundary=True)`` (the default: a boundary fit, a zero effect
+        variance, is a legitimate answer here; ``allow_boundary=False`` raises
+        :class:`~mlmci.errors.ConvergenceError` instead) or ``Bayes(sampler=...,
+        gate=..., model_options=...)`` (the same model in bambi, estimator ``"bayes"``;
+        ``model_options`` e.g. ``{"noncentered": False}``).
 
     Returns
     -------
@@ -253,22 +308,26 @@ def fit(
     >>> pp = fit(data, "y", "treated", "group", method="partial_pooling")
     >>> pp.population[["term", "interval"]].values.tolist()
     [['ATE', '95% CI'], ['new group', '95% PI (approx.)']]
+    >>> pp.effect(prob=0.9)["interval"]
+    '90% CI'
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    if cov_type not in COV_TYPES:
-        raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}.")
-    if prob is None:
-        prob = 0.94 if method == "bayes" else 0.95
+    engine = resolve(method, engine, allowed=_ENGINES, defaults=_DEFAULT_ENGINES)
+    if isinstance(engine, OLS) and engine.cov_type not in COV_TYPES:
+        raise DataError(f"cov_type must be one of {COV_TYPES}, got {engine.cov_type!r}.")
+    bayesian = isinstance(engine, Bayes)
+    prob = default_prob(bayesian=bayesian) if prob is None else prob
     interval_label(prob, "CI")  # validates prob
-    prep = _prepare(data, y, treatment, group, covariates, modifiers, method=method, prob=prob)
+    label = "bayes" if bayesian else method
+    prep = _prepare(data, y, treatment, group, covariates, modifiers, method=label, prob=prob)
     if method == "no_pooling":
-        return _no_pooling(prep, cov_type=cov_type)
+        return _no_pooling(prep, cov_type=engine.cov_type)
     if method == "complete_pooling":
-        return _complete_pooling(prep, cov_type=cov_type)
-    if method == "partial_pooling":
-        return _partial_pooling(prep, allow_boundary=allow_boundary)
-    return _bayes(prep, sampler=sampler, gate=gate, model_options=model_options)
+        return _complete_pooling(prep, cov_type=engine.cov_type)
+    if not bayesian:
+        return _partial_pooling(prep, allow_boundary=engine.allow_boundary)
+    return _bayes(
+        prep, sampler=engine.sampler, gate=engine.gate, model_options=engine.model_options
+    )
 
 
 def group_effects(
@@ -281,11 +340,7 @@ def group_effects(
     covariates: Sequence[str] = (),
     modifiers: Sequence[str] = (),
     prob: float | None = None,
-    cov_type: str = "nonrobust",
-    allow_boundary: bool = True,
-    sampler: SamplerSettings | Mapping[str, Any] | None = None,
-    gate: bool | GateThresholds = True,
-    model_options: Mapping[str, Any] | None = None,
+    engine: OLS | REML | Bayes | None = None,
 ) -> pd.DataFrame:
     """Per-group treatment effects in the tidy shape: ``fit(...).groups``.
 
@@ -309,11 +364,7 @@ def group_effects(
         covariates=covariates,
         modifiers=modifiers,
         prob=prob,
-        cov_type=cov_type,
-        allow_boundary=allow_boundary,
-        sampler=sampler,
-        gate=gate,
-        model_options=model_options,
+        engine=engine,
     ).groups
 
 
@@ -636,7 +687,9 @@ def _no_pooling(prep: _Prepared, *, cov_type: str) -> EffectsFit:
     population = tidy(
         [_population_row("no_pooling", "ATE", ate, ate_se[0], ate_low[0], ate_high[0], label)]
     )
-    return EffectsFit("no_pooling", groups, population, res, tau=None)
+    return EffectsFit(
+        "no_pooling", groups, population, res, tau=None, prob=prep.prob, df=float(res.df_resid)
+    )
 
 
 def _contrasts(prep: _Prepared, names: list[str], slope: str) -> np.ndarray:
@@ -689,7 +742,15 @@ def _complete_pooling(prep: _Prepared, *, cov_type: str) -> EffectsFit:
             ),
         ]
     )
-    return EffectsFit("complete_pooling", groups, population, res, tau=0.0)
+    return EffectsFit(
+        "complete_pooling",
+        groups,
+        population,
+        res,
+        tau=0.0,
+        prob=prep.prob,
+        df=float(res.df_resid),
+    )
 
 
 # --- partial pooling (REML) ---------------------------------------------------------------
@@ -761,7 +822,9 @@ def _partial_pooling(prep: _Prepared, *, allow_boundary: bool) -> EffectsFit:
             ),
         ]
     )
-    return EffectsFit("partial_pooling", groups, population, res, tau=float(np.sqrt(tau2)))
+    return EffectsFit(
+        "partial_pooling", groups, population, res, tau=float(np.sqrt(tau2)), prob=prep.prob
+    )
 
 
 def _henderson_pieces(
@@ -864,7 +927,16 @@ def _bayes(
         },
         name="effect",
     )
-    return EffectsFit("bayes", groups, tidy(rows), result, tau=float(sigma.mean()), draws=draws)
+    return EffectsFit(
+        "bayes",
+        groups,
+        tidy(rows),
+        result,
+        tau=float(sigma.mean()),
+        draws=draws,
+        prob=prep.prob,
+        population_draws={"ATE": ate, "new group": new},
+    )
 
 
 # --- scoring against the truth ------------------------------------------------------------

@@ -114,11 +114,13 @@ class MixedResult(Fit):
     variance_components : pandas.DataFrame
         One row per parameter of the random part, columns ``component, group,
         term, estimate``: ``component`` is ``"sd"`` or ``"corr"``; ``group`` is
-        the grouping factor (``"school:class"`` for a nested level) or
+        the grouping factor as lme4 names it (``"class:school"`` for classes nested
+        in schools, ``(1 | school/class)``) or
         ``"Residual"``; ``term`` names the varying coefficient (``"Intercept"``,
         a slope's name, ``"Intercept, days"`` for a correlation, ``"Residual"``).
     theta : numpy.ndarray
-        lme4's ``theta``: the relative Cholesky factors, stacked column-wise.
+        lme4's ``theta``, in lme4's order: the random-effects terms by decreasing
+        number of levels, each relative Cholesky factor's lower triangle column by column.
     boundary : bool
         Whether the fit is singular (:func:`is_singular`).
     diagnostics : dict
@@ -140,6 +142,7 @@ class MixedResult(Fit):
     _beta: pd.Series = field(default=None, repr=False)
     _vcov: np.ndarray = field(default=None, repr=False)
     _levels: dict = field(default_factory=dict, repr=False)  # mixedlm's level labels -> values
+    _names: dict = field(default_factory=dict, repr=False)  # mixedlm's group names -> lme4's
 
     @property
     def estimator(self) -> str:
@@ -198,8 +201,11 @@ class MixedResult(Fit):
 
     @property
     def groups(self) -> list[str]:
-        """The grouping factors, in lme4's order of the random-effects terms."""
-        return [s.grouping_factor for s in self.native.matrices.random_structures]
+        """The grouping factors, as lme4 names them."""
+        return [self._lme4(s.grouping_factor) for s in self.native.matrices.random_structures]
+
+    def _lme4(self, name: str) -> str:
+        return self._names.get(name, name)
 
     def cov_re(self, group: str | None = None) -> pd.DataFrame:
         """The random-effects covariance matrix of one grouping factor (absolute scale)."""
@@ -269,7 +275,7 @@ class MixedResult(Fit):
                 )
             return structures[0]
         for structure in structures:
-            if structure.grouping_factor == group:
+            if group in (structure.grouping_factor, self._lme4(structure.grouping_factor)):
                 return structure
         raise ValueError(f"no grouping factor {group!r}; this model has {self.groups}.")
 
@@ -278,7 +284,7 @@ class MixedResult(Fit):
         labels = sorted(structure.level_map, key=structure.level_map.get)
         original = self._levels.get(structure.grouping_factor, {})
         index = pd.Index([original.get(label, label) for label in labels])
-        index.name = structure.grouping_factor
+        index.name = self._lme4(structure.grouping_factor)
         return pd.DataFrame(
             {_term_name(t): np.asarray(values[t], dtype=float) for t in structure.term_names},
             index=index,
@@ -365,7 +371,7 @@ def fit(
         raise DataError(f"a binomial model needs a 0/1 response; {response!r} has other values.")
     if weights is not None and not (data[weights] > 0).all():
         raise DataError(f"weights column {weights!r} must be positive.")
-    for factors, has_slope in grouping:
+    for factors, has_slope, _ in grouping:
         sizes = data.groupby(list(factors), sort=False, observed=True).size()
         label = ":".join(factors)
         if len(sizes) < 2:
@@ -417,8 +423,9 @@ def _fit_checked(
 ) -> MixedResult:
     """Fit with mixedlm, apply the gate and the singular rule, and build the result."""
     native = _fit_native(formula, data[used].copy(), reml=reml, weights=weights, family=family)
-    theta = np.asarray(native.theta, dtype=float)
-    lower = np.asarray(native._theta_lower_bounds(), dtype=float)  # which thetas are diagonal
+    order = _lme4_theta_order(native.matrices.random_structures)
+    theta = np.asarray(native.theta, dtype=float)[order]
+    lower = np.asarray(native._theta_lower_bounds(), dtype=float)[order]  # 0: a diagonal
     boundary = is_singular(theta, lower)
     diagonal = theta[lower == 0]
     diagnostics = {
@@ -440,7 +447,13 @@ def _fit_checked(
             "the covariates or simplifying the random part; see the error's .diagnostics.",
             diagnostics=pd.DataFrame([diagnostics]),
         )
+    names = {
+        ":".join(factors): ":".join(reversed(factors))
+        for factors, _, nested in grouping
+        if nested and len(factors) > 1
+    }
     components = _variance_table(native, family=family)
+    components["group"] = components["group"].map(lambda g: names.get(g, g))
     if boundary and not allow_boundary:
         raise ConvergenceError(
             f"the optimum for {formula!r} lies on the boundary of the parameter space (singular "
@@ -471,9 +484,10 @@ def _fit_checked(
         _vcov=vcov,
         _levels={
             factors[0]: {str(v): v for v in pd.unique(data[factors[0]])}
-            for factors, _ in grouping
+            for factors, _, _ in grouping
             if len(factors) == 1
         },
+        _names=names,
     )
 
 
@@ -496,6 +510,40 @@ def _single_threaded():
 
 
 def _fit_native(formula: str, data: pd.DataFrame, *, reml: bool, weights, family: str):
+    """mixedlm's fit; at a singular optimum, also a second search that may find a better one.
+
+    A singular fit can have several boundary optima (a zero variance with the
+    correlation free, say), and mixedlm's default search can stop at a worse one:
+    on one of the reference designs (``tests/reference``, 10 groups, a tiny slope SD) it
+    stopped 0.25 log-likelihood units below lme4. So a singular LMM is refitted by
+    Nelder-Mead from lme4's start, and the higher REML/ML log-likelihood is kept (the
+    first fit on ties). The singular rule is then applied to the fit kept.
+    """
+    first = _fit_once(formula, data, reml=reml, weights=weights, family=family)
+    if family != "gaussian":
+        return first
+    lower = np.asarray(first._theta_lower_bounds(), dtype=float)
+    if not is_singular(np.asarray(first.theta, dtype=float), lower):
+        return first
+    try:
+        second = _fit_once(
+            formula, data, reml=reml, weights=weights, family=family, optimizer="Nelder-Mead"
+        )
+    except DataError:
+        return first
+    better = second.logLik().value > first.logLik().value + 1e-8 and bool(second.converged)
+    return second if better else first
+
+
+def _fit_once(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    reml: bool,
+    weights,
+    family: str,
+    optimizer: str = "auto",
+):
     import mixedlm
 
     # mixedlm warns on singular and unconverged fits; fit() decides both by its own rules.
@@ -513,7 +561,10 @@ def _fit_native(formula: str, data: pd.DataFrame, *, reml: bool, weights, family
                     control=control,
                 )
             control = mixedlm.LmerControl(
-                check_singular=False, check_conv=False, check_nlev_gtreq_5="ignore"
+                optimizer=optimizer,
+                check_singular=False,
+                check_conv=False,
+                check_nlev_gtreq_5="ignore",
             )
             return mixedlm.lmer(
                 formula, data, REML=bool(reml), weights=weights, na_action=None, control=control
@@ -521,6 +572,28 @@ def _fit_native(formula: str, data: pd.DataFrame, *, reml: bool, weights, family
         except (ValueError, KeyError, np.linalg.LinAlgError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise DataError(f"mixedlm could not fit {formula!r}: {first}.") from err
+
+
+def _lme4_theta_order(structures) -> np.ndarray:
+    """Positions of mixedlm's theta elements in lme4's order.
+
+    lme4 sorts the random-effects terms by decreasing number of levels (stably) and
+    stacks each relative Cholesky factor's lower triangle column by column; mixedlm
+    keeps the formula's order and stacks row by row.
+    """
+    blocks, start = [], 0
+    for structure in structures:
+        k = structure.n_terms
+        if structure.correlated and k > 1:
+            row_wise = [(i, j) for i in range(k) for j in range(i + 1)]
+            column_wise = sorted(row_wise, key=lambda ij: (ij[1], ij[0]))
+            local = [row_wise.index(ij) for ij in column_wise]
+        else:
+            local = list(range(k))
+        blocks.append((structure.n_levels, [start + p for p in local]))
+        start += len(local)
+    ordered = sorted(range(len(blocks)), key=lambda b: -blocks[b][0])
+    return np.array([p for b in ordered for p in blocks[b][1]], dtype=int)
 
 
 def _term_name(name: str) -> str:
@@ -581,7 +654,7 @@ def _formula_columns(
         raise DataError(f"formula {formula!r} needs one response column on the left of '~'.")
     names = list(response)
     names += _names(fixed, formula)
-    grouping: list[tuple[tuple[str, ...], bool]] = []
+    grouping: list[tuple[tuple[str, ...], bool, bool]] = []
     for expr, _, group in bars:
         slopes = _names(expr, formula)
         names += slopes
@@ -590,9 +663,9 @@ def _formula_columns(
             raise DataError(f"formula {formula!r}: the grouping {group.strip()!r} is not a column.")
         names += factors
         if "/" in group:  # (1 | a/b) is (1 | a) + (1 | a:b)
-            grouping += [(factors[: i + 1], bool(slopes)) for i in range(len(factors))]
+            grouping += [(factors[: i + 1], bool(slopes), True) for i in range(len(factors))]
         else:
-            grouping.append((factors, bool(slopes)))
+            grouping.append((factors, bool(slopes), False))
     used = list(dict.fromkeys(names))
     require_columns(data, used)
     return response[0], used, grouping

@@ -134,7 +134,8 @@ class Fit:
     def summary(self) -> str:
         """A short text summary: the title, the estimates and the notes."""
         table = self._summary_table()
-        shown = table.drop(columns=[c for c in ("estimator",) if table[c].nunique() == 1])
+        same = [c for c in ("estimator",) if c in table and table[c].nunique() == 1]
+        shown = table.drop(columns=same)
         lines = [
             self.title or type(self).__name__,
             shown.to_string(index=False, float_format="{:.4g}".format),

@@ -529,7 +529,13 @@ def test_fit_returns_model_idata_and_diagnostics(fake_sampler, data):
     assert res.model.noncentered is False
     assert res.idata is fake_sampler.idata
     assert res.diagnostics.index.tolist() == ["mu", "b[a]", "b[b]", "b[c]"]
-    assert_frame_equal(res.summary(prob=0.9), summarize(fake_sampler.idata, prob=0.9))
+    assert_frame_equal(res.tidy(prob=0.9), summarize(fake_sampler.idata, prob=0.9))
+    assert_frame_equal(res.tidy(), summarize(fake_sampler.idata, prob=0.94))
+    assert res.gated and res.notes == ()
+    assert res.native == {"model": res.model, "idata": res.idata}
+    text = res.summary()
+    assert text.startswith("Bayesian model (bambi") and "b[a]" not in text
+    assert "<table" in res._repr_html_()
 
 
 def test_fit_applies_the_gate_by_default(fake_sampler, data):
@@ -582,6 +588,33 @@ def test_quick_mode_caps_draws_and_skips_the_gate(monkeypatch, fake_sampler, dat
     assert kwargs["chains"] == bayes.SETTINGS.chains
     assert res.settings.draws == bayes.QUICK_DRAWS
     assert res.diagnostics.loc["mu", "r_hat"] > 1.01
+    assert not res.gated and "quick mode" in res.notes[0] and "quick mode" in res.summary()
+
+
+def test_the_book_refuses_an_ungated_posterior(monkeypatch, fake_sampler, data):
+    monkeypatch.setenv(bayes.runmode.BOOK_ENV, "1")
+    with pytest.raises(ConvergenceError, match="never shows an ungated"):
+        bayes.fit("y ~ x", data, gate=False)
+    monkeypatch.setenv(bayes.QUICK_ENV, "1")
+    with pytest.raises(ConvergenceError, match="never shows an ungated"):
+        bayes.fit("y ~ x", data)
+    monkeypatch.delenv(bayes.QUICK_ENV)
+    res = bayes.fit("y ~ x", data)  # gated: fine
+    assert res.gated
+
+
+def test_quick_mode_mocks_pymc_sampling(monkeypatch, data):
+    # No fake here: bambi builds the PyMC model, and pymc.testing's mock draws from the prior.
+    import pymc as pm
+
+    monkeypatch.setenv(bayes.QUICK_ENV, "1")
+    original = pm.sample
+    res = bayes.fit("y ~ x", data, sampler={"chains": 2, "backend": "nutpie"})
+    assert pm.sample is original
+    assert res.settings.backend == "pymc" and res.settings.draws == bayes.QUICK_DRAWS
+    assert res.idata.posterior.sizes["chain"] == 2
+    assert res.idata.posterior.sizes["draw"] == bayes.QUICK_DRAWS
+    assert not res.gated
 
 
 @pytest.mark.parametrize("value", ["0", "", "yes"])
@@ -658,7 +691,7 @@ def real_fit():
 
 @pytest.mark.slow
 def test_real_fit_recovers_the_slope(real_fit):
-    table = real_fit.res.summary(prob=0.94)
+    table = real_fit.res.tidy(prob=0.94)
     slope = table.set_index("term").loc["x"]
     assert slope["ci_low"] < TRUE_SLOPE < slope["ci_high"]
     assert slope["interval"] == "94% HDI"
@@ -668,7 +701,7 @@ def test_real_fit_recovers_the_slope(real_fit):
 
 @pytest.mark.slow
 def test_real_fit_summarizes_group_effects(real_fit):
-    table = real_fit.res.summary()
+    table = real_fit.res.tidy()
     groups = table[table["term"] == "1|g"]
     assert groups["group"].tolist() == [f"s{i}" for i in range(N_GROUPS)]
     # 20 observations per group pin each simulated group effect down well

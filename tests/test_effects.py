@@ -9,6 +9,7 @@ import pytest
 import statsmodels.formula.api as smf
 
 from mlmci import bayes, effects, mixed
+from mlmci.engines import OLS, REML, Bayes
 from mlmci.errors import ConvergenceError, DataError, DataTypeError
 from mlmci.results import TIDY_COLUMNS
 from mlmci.simulate import simulate_experiment
@@ -17,6 +18,15 @@ FREQUENTIST = ("no_pooling", "complete_pooling", "partial_pooling")
 
 
 def _fit(data, method, **options):
+    """Fit with ``method``; ``"bayes"`` is partial pooling on the Bayes engine."""
+    if method == "bayes":
+        engine = Bayes(
+            sampler=options.pop("sampler", None),
+            gate=options.pop("gate", True),
+            model_options=options.pop("model_options", {}),
+        )
+        options = {**options, "engine": engine}
+        method = "partial_pooling"
     return effects.fit(data, "y", "treated", "group", method=method, **options)
 
 
@@ -60,7 +70,17 @@ def test_tables_have_the_tidy_shape(homogeneous, method):
     assert list(zip(res.population["term"], res.population["interval"], strict=True)) == expected
     label = "95% CI (approx.)" if method == "partial_pooling" else "95% CI"
     assert (groups["interval"] == label).all()
-    assert repr(res).startswith(f"EffectsFit({method!r}, groups=30")
+    assert repr(res).startswith("Group effects, " + method.replace("_", " ") + " (30 groups")
+    table = res.tidy()
+    assert table["term"].tolist()[: len(expected)] == [term for term, _ in expected]
+    assert res.effect()["term"] == "ATE" and "<table" in res._repr_html_()
+
+
+@pytest.mark.parametrize("method", FREQUENTIST)
+def test_tidy_at_another_prob_equals_a_fit_at_that_prob(homogeneous, method):
+    data, fits = homogeneous
+    again = _fit(data, method, prob=0.8).tidy(prob=0.8)
+    pd.testing.assert_frame_equal(fits[method].tidy(prob=0.8), again)
 
 
 def test_prob_sets_the_interval(homogeneous):
@@ -93,7 +113,7 @@ def test_string_group_labels_are_kept():
 
 def test_no_pooling_is_each_groups_difference_in_means_with_neyman_hc2():
     data, _ = simulate_experiment(n_groups=5, group_size=12, tau=0.5, seed=2)
-    res = _fit(data, "no_pooling", cov_type="HC2")
+    res = _fit(data, "no_pooling", engine=OLS(cov_type="HC2"))
     arms = data.groupby(["group", "treated"])["y"].agg(["mean", "var", "count"]).unstack()
     diff = arms[("mean", 1)] - arms[("mean", 0)]
     neyman = arms[("var", 1)] / arms[("count", 1)] + arms[("var", 0)] / arms[("count", 0)]
@@ -270,7 +290,7 @@ def test_partial_pooling_accepts_or_refuses_a_boundary_fit():
     assert accepted.tau < 1e-3
     assert np.isfinite(accepted.groups["std_error"]).all()
     with pytest.raises(ConvergenceError, match="boundary"):
-        _fit(data, "partial_pooling", allow_boundary=False)
+        _fit(data, "partial_pooling", engine=REML(allow_boundary=False))
 
 
 # --- Bayes ------------------------------------------------------------------------------------
@@ -307,15 +327,8 @@ def test_bayes_summarizes_group_effect_draws(monkeypatch):
     data, _ = simulate_experiment(n_groups=4, group_size=10, seed=8)
     order = [2, 0, 3, 1]  # the posterior's group order need not be sorted
     posterior, _, calls = _fake_bayes(monkeypatch, n_groups=4, order=order)
-    res = effects.fit(
-        data,
-        "y",
-        "treated",
-        "group",
-        method="bayes",
-        sampler={"draws": 300},
-        gate=False,
-        model_options={"noncentered": False},
+    res = _fit(
+        data, "bayes", sampler={"draws": 300}, gate=False, model_options={"noncentered": False}
     )
     assert calls["formula"] == "y ~ t + (1 + t | g)"
     assert calls["sampler"] == {"draws": 300} and calls["gate"] is False
@@ -347,7 +360,7 @@ def test_bayes_summarizes_group_effect_draws(monkeypatch):
 def test_bayes_with_a_modifier(monkeypatch):
     data, _ = simulate_experiment(n_groups=3, group_size=10, modifier=1.0, seed=9)
     posterior, _, calls = _fake_bayes(monkeypatch, n_groups=3, modifiers=True)
-    res = effects.fit(data, "y", "treated", "group", method="bayes", modifiers=["w"], prob=0.9)
+    res = _fit(data, "bayes", modifiers=["w"], prob=0.9)
     assert calls["formula"] == "y ~ t + m0 + t:m0 + (1 + t | g)"
     w = data.groupby("group")["w"].first().to_numpy()
     expected = (
@@ -390,7 +403,7 @@ def small():
     return data
 
 
-@pytest.mark.parametrize("method", effects.METHODS)
+@pytest.mark.parametrize("method", [*effects.METHODS, "bayes"])
 def test_non_binary_treatment_is_refused(small, method):
     bad = small.assign(treated=small["treated"] * 2)
     with pytest.raises(DataError, match=r"'treated' must be a binary treatment.*2"):
@@ -466,7 +479,9 @@ def test_covariate_collinear_with_treatment_is_refused(small):
     ("options", "error"),
     [
         ({"method": "pooled"}, ValueError),
-        ({"method": "no_pooling", "cov_type": "cluster"}, ValueError),
+        ({"method": "no_pooling", "engine": OLS(cov_type="cluster")}, ValueError),
+        ({"method": "no_pooling", "engine": REML()}, ValueError),
+        ({"method": "partial_pooling", "engine": OLS()}, ValueError),
         ({"method": "no_pooling", "prob": 1.5}, ValueError),
         ({"method": "no_pooling", "covariates": ["treated"]}, ValueError),
         ({"method": "no_pooling", "covariates": [3]}, DataTypeError),
@@ -480,7 +495,7 @@ def test_bad_options(small, options, error):
 def test_robust_no_pooling_needs_two_units_per_arm():
     data, _ = simulate_experiment(n_groups=3, group_size=[2, 8, 8], seed=16)
     with pytest.raises(DataError, match=r"group\(s\) 1 have fewer"):
-        _fit(data, "no_pooling", cov_type="HC2")
+        _fit(data, "no_pooling", engine=OLS(cov_type="HC2"))
     assert np.isfinite(_fit(data, "no_pooling").groups["std_error"]).all()
 
 
