@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from mlmci import runmode
-from mlmci.errors import ConvergenceError, DataError
 from mlmci.config import HDI_PROB
+from mlmci.errors import ArgumentError, ConvergenceError, DataError, DataTypeError
 from mlmci.results import Fit, interval_label, tidy
 from mlmci.validation import as_list, require_columns, require_dataframe, require_no_missing
 
@@ -75,14 +75,14 @@ class SamplerSettings:
 
     def __post_init__(self) -> None:
         if self.backend not in ("pymc", "nutpie"):
-            raise ValueError(f"backend must be 'pymc' or 'nutpie', got {self.backend!r}.")
+            raise ArgumentError(f"backend must be 'pymc' or 'nutpie', got {self.backend!r}.")
         for name in ("chains", "draws", "cores"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}.")
+                raise ArgumentError(f"{name} must be at least 1, got {getattr(self, name)!r}.")
         if self.tune < 0:
-            raise ValueError(f"tune must be non-negative, got {self.tune!r}.")
+            raise ArgumentError(f"tune must be non-negative, got {self.tune!r}.")
         if not 0 < self.target_accept < 1:
-            raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept!r}.")
+            raise ArgumentError(f"target_accept must lie in (0, 1), got {self.target_accept!r}.")
 
     def replace(self, **changes: Any) -> SamplerSettings:
         """Return a copy with some settings changed, e.g. ``SETTINGS.replace(draws=2000)``."""
@@ -384,12 +384,12 @@ def _resolve_settings(sampler: SamplerSettings | Mapping[str, Any] | None) -> Sa
     if isinstance(sampler, Mapping):
         unknown = set(sampler) - {f.name for f in dataclasses.fields(SamplerSettings)}
         if unknown:
-            raise ValueError(
+            raise ArgumentError(
                 f"unknown sampler setting(s) {sorted(unknown)}; valid ones are "
                 f"{[f.name for f in dataclasses.fields(SamplerSettings)]}."
             )
         return SETTINGS.replace(**sampler)
-    raise TypeError(
+    raise DataTypeError(
         f"sampler must be a SamplerSettings, a dict of overrides or None, got {type(sampler)}."
     )
 

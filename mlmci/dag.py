@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyArrowPatch
 
+from mlmci.errors import ArgumentError
+
 Edge = tuple[str, str]
 
 
@@ -72,10 +74,10 @@ def draw_dag(
     used |= {n for _, e in modifies for n in e}
     unknown = sorted(used - named)
     if unknown:
-        raise ValueError(f"node(s) {unknown} have no position; add them to `nodes`.")
+        raise ArgumentError(f"node(s) {unknown} have no position; add them to `nodes`.")
     for _, edge in modifies:
         if edge not in edges:
-            raise ValueError(f"modified edge {edge} is not among the edges.")
+            raise ArgumentError(f"modified edge {edge} is not among the edges.")
     labels = dict(labels or {})
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 3))

@@ -66,8 +66,8 @@ drawn once per posterior draw (``"94% HDI (predictive)"``). Complete pooling pre
 its one effect with its own interval (``"95% PI (tau = 0)"``: no heterogeneity, by
 assumption). No pooling has no model of a new group and gives no such row.
 
-:func:`score` scores estimated group effects against the true ones (RMSE, coverage,
-sign errors) with Monte Carlo standard errors.
+:func:`mlmci.montecarlo.score` scores the group tables of many replications against
+the truth (RMSE, coverage, sign errors), with MCSEs clustered by replication.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ from scipy import stats
 from mlmci import mixed
 from mlmci.config import default_prob
 from mlmci.engines import OLS, REML, Bayes, resolve
-from mlmci.errors import DataError, DataTypeError
+from mlmci.errors import ArgumentError, DataError, DataTypeError
 from mlmci.results import Fit, interval_label, tidy
 from mlmci.validation import (
     as_list,
@@ -99,7 +99,7 @@ from mlmci.validation import (
 if TYPE_CHECKING:  # mlmci.bayes imports arviz; load it only for the Bayes engine
     from mlmci.bayes import GateThresholds, SamplerSettings
 
-__all__ = ["COV_TYPES", "METHODS", "EffectsFit", "fit", "group_effects", "score"]
+__all__ = ["COV_TYPES", "METHODS", "EffectsFit", "fit", "group_effects"]
 
 Method = Literal["no_pooling", "complete_pooling", "partial_pooling"]
 
@@ -115,7 +115,6 @@ _DEFAULT_ENGINES = {
 COV_TYPES: tuple[str, ...] = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
 
 _BOTH_ARMS = ("no_pooling", "partial_pooling", "bayes")
-_SCORE_COLUMNS = ("estimator", "group", "estimate", "ci_low", "ci_high")
 
 
 @dataclass(repr=False)
@@ -313,7 +312,7 @@ def fit(
     """
     engine = resolve(method, engine, allowed=_ENGINES, defaults=_DEFAULT_ENGINES)
     if isinstance(engine, OLS) and engine.cov_type not in COV_TYPES:
-        raise DataError(f"cov_type must be one of {COV_TYPES}, got {engine.cov_type!r}.")
+        raise ArgumentError(f"cov_type must be one of {COV_TYPES}, got {engine.cov_type!r}.")
     bayesian = isinstance(engine, Bayes)
     prob = default_prob(bayesian=bayesian) if prob is None else prob
     interval_label(prob, "CI")  # validates prob
@@ -399,7 +398,7 @@ def _prepare(
     roles = [y, treatment, group, *covariates, *modifiers]
     repeated = sorted({c for c in roles if roles.count(c) > 1})
     if repeated:
-        raise ValueError(
+        raise ArgumentError(
             f"column(s) {repeated} are given more than one role (outcome, treatment, group, "
             "covariate, modifier); give each column one role (a modifier already enters the "
             "model as a main effect where one is needed)."
@@ -765,26 +764,15 @@ def _partial_pooling(prep: _Prepared, *, allow_boundary: bool) -> EffectsFit:
     )
     names = list(res.beta.index)
     beta = res.beta.to_numpy()
-    cov_re = res.cov_re().loc[["Intercept", "t"], ["Intercept", "t"]].to_numpy()
-    sigma2 = res.sigma**2
     lam = _contrasts(prep, names, "t")
-    # The engine orders groups its own way; put them in prep's order (codes 0..J-1).
-    order = list(range(len(prep.labels)))
-    blups = res.ranef().reindex(order)
-    cond_var = res.ranef_variance().reindex(order)
-    x, z, position = res.design()
-    code = res.ranef().index.to_numpy()[position]
-    rows = [np.flatnonzero(code == j) for j in order]
-
-    gls_cov, gains = _henderson_pieces(x.to_numpy(), z.to_numpy(), rows, cov_re, sigma2)
-    slope = 1  # the t column of Z (Intercept, t)
-    estimate = lam @ beta + blups["t"].to_numpy()
-    pev = np.empty(len(prep.labels))
-    for j in order:
-        d = lam[j] - gains[j][slope]
-        pev[j] = d @ gls_cov @ d + cond_var["t"].iloc[j]
+    # The engine orders groups its own way (by their codes' text); contrasts follow it, and
+    # the predictions come back indexed by code, in prep's order after the reindex.
+    codes = res.ranef().index.to_numpy()
+    predicted = res.predict_groups(lam[codes], "t").reindex(range(len(prep.labels)))
+    estimate = predicted["estimate"].to_numpy()
+    se = predicted["std_error"].to_numpy()
+    gls_cov = res.vcov.to_numpy()
     z_crit = stats.norm.ppf((1 + prep.prob) / 2)
-    se = np.sqrt(pev)
     groups = _group_table(
         prep,
         "partial_pooling",
@@ -798,7 +786,7 @@ def _partial_pooling(prep: _Prepared, *, allow_boundary: bool) -> EffectsFit:
     mean = lam.mean(axis=0)
     ate = mean @ beta
     ate_se = float(np.sqrt(mean @ gls_cov @ mean))
-    tau2 = float(cov_re[slope, slope])
+    tau2 = float(res.cov_re().loc["t", "t"])
     pred_se = float(np.sqrt(ate_se**2 + tau2))
     population = tidy(
         [
@@ -825,31 +813,6 @@ def _partial_pooling(prep: _Prepared, *, allow_boundary: bool) -> EffectsFit:
     return EffectsFit(
         "partial_pooling", groups, population, res, tau=float(np.sqrt(tau2)), prob=prep.prob
     )
-
-
-def _henderson_pieces(
-    exog: np.ndarray,
-    exog_re: np.ndarray,
-    rows: list[np.ndarray],
-    cov_re: np.ndarray,
-    sigma2: float,
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The GLS covariance C and the gains K_j = G Z_j' V_j^{-1} X_j of every group.
-
-    V_j^{-1} is applied through (s2 I + Z G Z')^{-1} = (I - Z (s2 I + G Z'Z)^{-1} G Z') / s2,
-    which needs only q x q solves and stays valid when G is singular (a boundary fit).
-    """
-    q = cov_re.shape[0]
-    information = np.zeros((exog.shape[1], exog.shape[1]))
-    gains = []
-    for idx in rows:
-        x, z = exog[idx], exog_re[idx]
-        ztz, ztx = z.T @ z, z.T @ x
-        inner = np.linalg.solve(sigma2 * np.eye(q) + cov_re @ ztz, cov_re)
-        zt_vinv_x = (ztx - ztz @ inner @ ztx) / sigma2
-        information += (x.T @ x - ztx.T @ inner @ ztx) / sigma2
-        gains.append(cov_re @ zt_vinv_x)
-    return np.linalg.inv(information), gains
 
 
 # --- Bayes --------------------------------------------------------------------------------
@@ -937,175 +900,3 @@ def _bayes(
         prob=prep.prob,
         population_draws={"ATE": ate, "new group": new},
     )
-
-
-# --- scoring against the truth ------------------------------------------------------------
-
-
-def score(
-    estimates: pd.DataFrame,
-    truth: pd.Series | str,
-    *,
-    by: Sequence[str] = (),
-) -> pd.DataFrame:
-    """Score estimated group effects against the true ones, per estimator.
-
-    Parameters
-    ----------
-    estimates
-        Stacked group tables of :func:`group_effects` (columns ``estimator, group,
-        estimate, ci_low, ci_high``), from one data set or from many replications
-        (a ``rep`` column, as added by :func:`mlmci.montecarlo.run`).
-    truth
-        The true effects: a Series indexed by group labels (matched to the ``group``
-        column whatever the index is named; the same truth for every replication), a
-        Series with a MultiIndex whose level names are columns of ``estimates`` (e.g.
-        ``["rep", "group"]``), or the name of a column of ``estimates`` holding each row's
-        true effect (e.g. ``"truth"``).
-    by
-        Columns of simulation cells to score separately (e.g. ``["n_groups", "tau"]``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per ``by`` cell and estimator with ``n_reps``, ``n`` (rows scored),
-        ``bias``, ``rmse``, ``coverage``, ``sign_error``, each with its Monte Carlo SE
-        (``..._mcse``), and ``mean_width`` (mean interval width).
-
-    Notes
-    -----
-    Every metric pools the groups of all replications: bias is the mean error
-    :math:`\\hat\\tau_j - \\tau_j`, RMSE the root of the mean squared error, coverage the
-    share of intervals containing :math:`\\tau_j`, and ``sign_error`` the share of groups
-    with :math:`\\tau_j \\ne 0` whose estimate does not have the sign of :math:`\\tau_j`
-    (an estimate of exactly 0 counts as an error; groups with :math:`\\tau_j = 0` have no
-    sign to get right and are left out, so ``sign_error`` is NaN if every truth is 0).
-
-    Groups of one replication share one fit, so they are not independent; the
-    replications are. Each metric is a ratio :math:`\\sum_r a_r / \\sum_r b_r` of
-    per-replication sums (e.g. squared errors over groups scored), and its Monte Carlo
-    SE is the ratio estimator's, with the replications as independent clusters:
-
-    .. math::
-
-        \\mathrm{MCSE} = \\frac{1}{\\bar b}
-            \\sqrt{\\frac{\\sum_r (a_r - \\hat m\\, b_r)^2}{R (R - 1)}}.
-
-    With the same number of groups in every replication this is the SD across
-    replications of the per-replication metric divided by :math:`\\sqrt R`. The RMSE's
-    MCSE is the MSE's divided by :math:`2\\,\\mathrm{RMSE}` (delta method). Without a
-    ``rep`` column (one data set) the MCSEs are NaN.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> est = pd.DataFrame({"estimator": "ols", "group": [1, 2], "estimate": [0.5, -0.2],
-    ...                     "ci_low": [0.0, -0.6], "ci_high": [1.0, 0.2]})
-    >>> row = score(est, pd.Series({1: 0.4, 2: 0.3})).iloc[0]
-    >>> float(row["coverage"]), float(row["sign_error"]), round(float(row["rmse"]), 4)
-    (0.5, 0.5, 0.3606)
-    """
-    require_dataframe(estimates, name="estimates")
-    by = _names(by, "by")
-    require_columns(estimates, [*_SCORE_COLUMNS, *by])
-    true = _truth_values(estimates, truth)
-    require_no_missing(estimates, ["estimate", "ci_low", "ci_high", *by])
-    reps = estimates["rep"] if "rep" in estimates.columns else pd.Series(0, estimates.index)
-    est = estimates["estimate"].to_numpy(dtype=float)
-    error = est - true
-    nonzero = true != 0
-    work = pd.DataFrame(
-        {
-            "rep": reps.to_numpy(),
-            "one": 1.0,
-            "error": error,
-            "squared": error**2,
-            "covered": (
-                (estimates["ci_low"].to_numpy(dtype=float) <= true)
-                & (true <= estimates["ci_high"].to_numpy(dtype=float))
-            ).astype(float),
-            "nonzero": nonzero.astype(float),
-            "wrong": (nonzero & (np.sign(est) != np.sign(true))).astype(float),
-            "width": (estimates["ci_high"] - estimates["ci_low"]).to_numpy(dtype=float),
-        },
-        index=estimates.index,
-    )
-    keys = [*by, "estimator"]
-    for key in keys:
-        work[key] = estimates[key].to_numpy()
-    rows = []
-    for key, cell in work.groupby(keys, sort=False, observed=True, dropna=False):
-        sums = cell.groupby("rep", sort=False)[
-            ["one", "error", "squared", "covered", "nonzero", "wrong"]
-        ].sum()
-        bias, bias_mcse = _ratio(sums["error"], sums["one"])
-        mse, mse_mcse = _ratio(sums["squared"], sums["one"])
-        coverage, coverage_mcse = _ratio(sums["covered"], sums["one"])
-        sign_error, sign_mcse = _ratio(sums["wrong"], sums["nonzero"])
-        rmse = float(np.sqrt(mse))
-        rows.append(
-            {
-                **dict(zip(keys, key, strict=True)),
-                "n_reps": len(sums),
-                "n": len(cell),
-                "bias": bias,
-                "bias_mcse": bias_mcse,
-                "rmse": rmse,
-                "rmse_mcse": mse_mcse / (2 * rmse) if rmse > 0 else float("nan"),
-                "coverage": coverage,
-                "coverage_mcse": coverage_mcse,
-                "sign_error": sign_error,
-                "sign_error_mcse": sign_mcse,
-                "mean_width": float(cell["width"].mean()),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _truth_values(estimates: pd.DataFrame, truth: pd.Series | str) -> np.ndarray:
-    if isinstance(truth, str):
-        require_columns(estimates, [truth])
-        require_numeric(estimates, [truth])
-        require_no_missing(estimates, [truth])
-        return estimates[truth].to_numpy(dtype=float)
-    if not isinstance(truth, pd.Series):
-        raise DataTypeError(
-            "truth must be a pandas Series of true effects indexed by group, or the name of a "
-            f"column of `estimates`; got {type(truth).__name__}."
-        )
-    levels = list(truth.index.names) if truth.index.nlevels > 1 else ["group"]
-    if None in levels:
-        raise DataError(
-            "a truth Series with a MultiIndex needs named levels matching columns of "
-            f"`estimates` (e.g. ['rep', 'group']); got {levels}."
-        )
-    require_columns(estimates, levels)
-    if truth.index.has_duplicates:
-        raise DataError("truth has duplicate index entries; give one true effect per group.")
-    if len(levels) == 1:
-        keys = pd.Index(estimates[levels[0]])
-    else:
-        keys = pd.MultiIndex.from_frame(estimates[levels])
-    values = truth.reindex(keys)
-    missing = keys[values.isna().to_numpy()].unique().tolist()
-    if missing:
-        shown = ", ".join(map(repr, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise DataError(
-            f"truth has no (non-missing) value for {levels} = {shown}; give a true effect for "
-            "every group that was estimated."
-        )
-    return values.to_numpy(dtype=float)
-
-
-def _ratio(numerator: pd.Series, denominator: pd.Series) -> tuple[float, float]:
-    """A ratio of per-replication sums and its Monte Carlo SE (replications as clusters)."""
-    total = float(denominator.sum())
-    if total == 0:
-        return float("nan"), float("nan")
-    estimate = float(numerator.sum()) / total
-    reps = len(denominator)
-    if reps < 2:
-        return estimate, float("nan")
-    residual = numerator.to_numpy() - estimate * denominator.to_numpy()
-    mcse = np.sqrt((residual**2).sum() / (reps * (reps - 1))) / (total / reps)
-    return estimate, float(mcse)

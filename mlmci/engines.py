@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlmci.errors import DataError
+from mlmci.errors import ArgumentError
 
 __all__ = ["OLS", "REML", "Bayes", "Engine", "resolve"]
 
@@ -73,16 +73,16 @@ def resolve(
 ) -> Engine:
     """The engine for ``method``: ``engine`` if it can fit it, else the method's default.
 
-    Raises :class:`~mlmci.errors.DataError` for an unknown method or a senseless pair.
+    Raises :class:`~mlmci.errors.ArgumentError` for an unknown method or a senseless pair.
     """
     if method not in allowed:
-        raise DataError(f"method must be one of {tuple(allowed)}, got {method!r}.")
+        raise ArgumentError(f"method must be one of {tuple(allowed)}, got {method!r}.")
     if engine is None:
         return defaults[method]
     kinds = allowed[method]
     if not isinstance(engine, kinds):
         names = " or ".join(k.__name__ + "(...)" for k in kinds)
-        raise DataError(
+        raise ArgumentError(
             f"method {method!r} is fitted by {names}, not by {type(engine).__name__}: "
             f"pass engine={kinds[0].__name__}(...) or leave engine out."
         )

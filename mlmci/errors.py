@@ -20,6 +20,13 @@ class DataError(MlmciError, ValueError):
     """
 
 
+class ArgumentError(MlmciError, ValueError):
+    """An option has a value mlmci cannot use (``prob=1.5``, an unknown method).
+
+    The message names the option, the value and what is allowed.
+    """
+
+
 class DataTypeError(MlmciError, TypeError):
     """A column or argument has the wrong type (e.g. text where a number is needed)."""
 

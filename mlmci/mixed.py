@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlmci.errors import ConvergenceError, DataError, DataTypeError
+from mlmci.errors import ArgumentError, ConvergenceError, DataError, DataTypeError
 from mlmci.results import Fit, interval_label, tidy
 from mlmci.validation import require_columns, require_dataframe, require_no_missing, require_numeric
 
@@ -219,7 +219,7 @@ class MixedResult(Fit):
         """Intra-class correlation ``tau^2 / (tau^2 + sigma^2)`` of a varying-intercept model."""
         structures = self.native.matrices.random_structures
         if self.family != "gaussian" or len(structures) != 1 or structures[0].n_terms != 1:
-            raise ValueError(
+            raise ArgumentError(
                 "the intra-class correlation is defined here for a linear model with one "
                 f"varying intercept; this model is {self.formula!r}."
             )
@@ -248,6 +248,55 @@ class MixedResult(Fit):
             out[term] = (out[term] if term in out.columns else 0.0) + blups[term]
         return out
 
+    def predict_groups(
+        self, contrast: np.ndarray, term: str = "Intercept", group: str | None = None
+    ) -> pd.DataFrame:
+        """Each group's ``contrast_j' beta + b_j[term]`` with its prediction-error SE.
+
+        ``contrast`` holds one row per group (in :meth:`ranef`'s order) of
+        weights on the fixed effects (:attr:`beta`'s order): a group's intercept
+        is ``e_Intercept`` and the BLUP of its intercept. The prediction error
+        variance comes from Henderson's mixed-model equations, conditional on the
+        variance components:
+
+        ``PEV_j = (c_j - K_j e)' C (c_j - K_j e) + condVar_j``, with ``C`` the
+        GLS covariance of the fixed effects, ``K_j = G Z_j' V_j^{-1} X_j`` and
+        ``e`` selecting ``term`` among the random effects; the first part is the
+        uncertainty of the fixed part and its covariance with the BLUP.
+        """
+        structure = self._structure(group)
+        x, z, codes = self.design(group)
+        names = list(z.columns)
+        if term not in names:
+            raise ArgumentError(f"{term!r} is not a varying coefficient here; they are {names}.")
+        contrast = np.asarray(contrast, dtype=float)
+        if contrast.shape != (structure.n_levels, len(self._beta)):
+            raise ArgumentError(
+                f"contrast must be {structure.n_levels} x {len(self._beta)} (groups x fixed "
+                f"effects), got {contrast.shape}."
+            )
+        cov_re = self.cov_re(group).loc[names, names].to_numpy()
+        sigma2 = self.sigma**2
+        xm, zm = x.to_numpy(), z.to_numpy()
+        gls = self._vcov
+        k = names.index(term)
+        blups = self.ranef(group)
+        cond = self.ranef_variance(group)
+        q = len(names)
+        estimate = contrast @ self._beta.to_numpy() + blups[term].to_numpy()
+        pev = np.empty(structure.n_levels)
+        for j in range(structure.n_levels):
+            rows = codes == j
+            xj, zj = xm[rows], zm[rows]
+            ztz, ztx = zj.T @ zj, zj.T @ xj
+            # V_j^{-1} through (s2 I + Z G Z')^{-1} = (I - Z (s2 I + G Z'Z)^{-1} G Z') / s2,
+            # which needs only q x q solves and stays valid when G is singular.
+            inner = np.linalg.solve(sigma2 * np.eye(q) + cov_re @ ztz, cov_re)
+            gain = cov_re @ (ztx - ztz @ inner @ ztx) / sigma2
+            d = contrast[j] - gain[k]
+            pev[j] = d @ gls @ d + cond[term].iloc[j]
+        return pd.DataFrame({"estimate": estimate, "std_error": np.sqrt(pev)}, index=blups.index)
+
     def design(self, group: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
         """The fixed design ``X``, the varying-coefficient columns ``Z`` and each row's group.
 
@@ -270,14 +319,14 @@ class MixedResult(Fit):
         structures = self.native.matrices.random_structures
         if group is None:
             if len(structures) > 1:
-                raise ValueError(
+                raise ArgumentError(
                     f"this model has several grouping factors {self.groups}: name one with group=."
                 )
             return structures[0]
         for structure in structures:
             if group in (structure.grouping_factor, self._lme4(structure.grouping_factor)):
                 return structure
-        raise ValueError(f"no grouping factor {group!r}; this model has {self.groups}.")
+        raise ArgumentError(f"no grouping factor {group!r}; this model has {self.groups}.")
 
     def _per_group(self, structure, values: dict) -> pd.DataFrame:
         # mixedlm labels levels by their text; give the caller's values back.

@@ -5,8 +5,14 @@ simulates one data set with known truth, fits the estimators and returns a
 tidy table (:mod:`mlmci.results`) with an extra ``truth`` column. :func:`run`
 calls it over a grid of cells and replications, with independent,
 reproducible random streams (the same numbers whatever ``n_jobs`` is), and
-:func:`score` turns the stacked tables into bias, RMSE and coverage with their
-Monte Carlo standard errors (Morris, White & Crowther 2019, Table 6).
+:func:`score` turns the stacked tables into bias, RMSE, coverage and sign errors
+with their Monte Carlo standard errors, clustered by replication (Morris, White &
+Crowther 2019, Table 6); :func:`compare` gives the paired difference of two
+estimators with its MCSE and the verdict word the prose may use.
+
+A Monte Carlo may fit an estimator through a closed-form fast path (numpy, e.g.
+:mod:`mlmci.fastpath`) when a test shows it equal to mlmci's own estimator to
+1e-10 on random data.
 
 Examples
 --------
@@ -36,8 +42,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from mlmci import runmode
-from mlmci.errors import DataError
-from mlmci.validation import require_columns, require_dataframe, require_no_missing
+from mlmci.errors import ArgumentError, DataError
+from mlmci.validation import as_list, require_columns, require_dataframe, require_no_missing
 
 Replication = Callable[..., pd.DataFrame]
 
@@ -112,9 +118,9 @@ def run(
     [[1, 0], [1, 1], [1, 2], [2, 0], [2, 1], [2, 2]]
     """
     if reps < 1:
-        raise ValueError(f"reps must be at least 1, got {reps!r}.")
+        raise ArgumentError(f"reps must be at least 1, got {reps!r}.")
     if not grid:
-        raise ValueError("grid is empty: give at least one cell, e.g. [{}].")
+        raise ArgumentError("grid is empty: give at least one cell, e.g. [{}].")
     if runmode.quick():
         reps = min(reps, runmode.QUICK_REPS)
     cells = [dict(cell) for cell in grid]
@@ -134,70 +140,275 @@ def run(
     return pd.concat(tables, ignore_index=True)
 
 
+_METRICS = ("error", "squared", "covered", "wrong", "width")
+
+
+def _contributions(draws: pd.DataFrame, truth: str) -> pd.DataFrame:
+    """Per-row pieces of every metric, NaN where a row has no interval or no sign to get."""
+    est = draws["estimate"].to_numpy(float)
+    true = draws[truth].to_numpy(float)
+    low, high = draws["ci_low"].to_numpy(float), draws["ci_high"].to_numpy(float)
+    has_interval = np.isfinite(low) & np.isfinite(high)
+    nonzero = true != 0
+    return pd.DataFrame(
+        {
+            "one": 1.0,
+            "error": est - true,
+            "squared": (est - true) ** 2,
+            "covered": np.where(has_interval, (low <= true) & (true <= high), np.nan),
+            "interval": has_interval.astype(float),
+            "wrong": np.where(nonzero, np.sign(est) != np.sign(true), np.nan),
+            "nonzero": nonzero.astype(float),
+            "width": np.where(has_interval, high - low, np.nan),
+        },
+        index=draws.index,
+    )
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> tuple[float, float, np.ndarray]:
+    """A ratio of per-replication sums, its replication-clustered MCSE and influence values.
+
+    ``m = sum_r a_r / sum_r b_r``; with the replications independent, the ratio
+    estimator's MCSE is ``sqrt(sum_r (a_r - m b_r)^2 / (R (R - 1))) / mean(b)``. With
+    one row per replication it is the usual ``sd / sqrt(R)``.
+    """
+    total = float(den.sum())
+    r = len(num)
+    if total == 0:
+        return float("nan"), float("nan"), np.full(r, np.nan)
+    m = float(num.sum()) / total
+    influence = (num.to_numpy(float) - m * den.to_numpy(float)) / (total / r)
+    mcse = float(np.sqrt((influence**2).sum() / (r * (r - 1)))) if r > 1 else float("nan")
+    return m, mcse, influence
+
+
+def _sums(cell: pd.DataFrame, cluster: str) -> pd.DataFrame:
+    parts = cell[["one", "error", "squared", "interval", "nonzero", "width"]].copy()
+    parts["covered"] = cell["covered"].fillna(0.0)
+    parts["wrong"] = cell["wrong"].fillna(0.0)
+    parts["width"] = cell["width"].fillna(0.0)
+    parts[cluster] = cell[cluster].to_numpy()
+    return parts.groupby(cluster, sort=True).sum()
+
+
 def score(
     draws: pd.DataFrame,
     *,
     by: Sequence[str] = (),
     truth: str = "truth",
+    cluster: str = "rep",
 ) -> pd.DataFrame:
-    """Bias, RMSE and interval coverage per estimator and term, with Monte Carlo SEs.
+    """Bias, RMSE, coverage and sign errors per estimator and term, with replication MCSEs.
+
+    Every metric pools the rows of all replications (several rows per replication
+    when one fit gives several estimates: one per group, one per held-out unit):
+    bias is the mean error, RMSE the root of the mean squared error, coverage the
+    share of intervals containing the truth, ``sign_error`` the share of rows with
+    a non-zero truth whose estimate has the wrong sign (an estimate of exactly 0
+    counts as wrong; rows whose truth is 0 are left out). Rows of one replication
+    share a fit and are not independent; the replications are. Each metric is a
+    ratio of per-replication sums, and its Monte Carlo SE is the ratio estimator's
+    with the replications as independent clusters (see :func:`_ratio`); with one
+    row per replication this is the usual ``sd / sqrt(R)``. The RMSE's MCSE is the
+    MSE's divided by ``2 RMSE`` (delta method).
+
+    Rows marked failed (a ``failed`` column equal to 1: the fit raised, its
+    estimate is missing) are left out of the metrics and counted in ``fail_rate``;
+    a ``boundary`` column (1 for a boundary fit) gives ``boundary_rate``.
 
     Parameters
     ----------
     draws
-        Stacked tidy tables with a ``truth`` column, e.g. from :func:`run`.
+        Stacked tidy tables with a ``truth`` column and a replication column, e.g.
+        from :func:`run`.
     by
         Cell columns to score separately (e.g. ``["corr"]``).
     truth
         The column holding the true value.
+    cluster
+        The replication column (``"rep"`` from :func:`run`).
 
     Returns
     -------
     pandas.DataFrame
-        One row per ``by`` cell, estimator and term with ``n_reps``,
-        ``mean_estimate``, ``bias``, ``bias_mcse``, ``rmse``, ``rmse_mcse``,
-        ``coverage``, ``coverage_mcse`` and ``mean_std_error`` (to compare with
-        the empirical SD of the estimates, ``emp_se``).
-        ``bias_mcse = sd / √n``; ``coverage_mcse = √(p(1-p)/n)``;
-        ``rmse_mcse`` by the delta method from the MC SE of the MSE.
+        One row per ``by`` cell, estimator and term with ``n_reps``, ``n`` (rows
+        scored), ``mean_estimate``, ``bias``, ``rmse``, ``coverage``, ``sign_error``
+        (each with ``..._mcse``), ``mean_width``, ``emp_se`` (SD of the estimates),
+        ``mean_std_error``, and ``fail_rate`` / ``boundary_rate`` when those
+        columns are there.
 
     Examples
     --------
     >>> import pandas as pd
     >>> draws = pd.DataFrame({"estimator": "ols", "term": "b", "estimate": [0.9, 1.1],
     ...                       "std_error": 0.1, "ci_low": [0.7, 1.05], "ci_high": [1.1, 1.3],
-    ...                       "truth": 1.0})
+    ...                       "truth": 1.0, "rep": [0, 1]})
     >>> score(draws).loc[0, ["bias", "rmse", "coverage"]].astype(float).round(6).tolist()
     [0.0, 0.1, 0.5]
     """
     require_dataframe(draws, name="draws")
-    keys = [*by, "estimator", "term"]
-    require_columns(draws, [*keys, "estimate", "ci_low", "ci_high", "std_error", truth])
-    require_no_missing(draws, ["estimate", truth])
+    keys = [*as_list(by, "by"), "estimator", "term"]
+    require_columns(draws, [*keys, "estimate", "ci_low", "ci_high", truth, cluster])
+    failed = (
+        draws["failed"].fillna(0).astype(bool).to_numpy()
+        if "failed" in draws
+        else np.zeros(len(draws), bool)
+    )
+    ok = draws[~failed]
+    require_no_missing(ok, ["estimate", truth, cluster])
+    parts = _contributions(ok, truth)
+    for key in [*keys, cluster]:
+        parts[key] = ok[key].to_numpy()
     rows = []
-    for key, g in draws.groupby(keys, sort=False, observed=True):
-        n = len(g)
-        error = g["estimate"].to_numpy(float) - g[truth].to_numpy(float)
-        sq = error**2
-        mse = float(sq.mean())
+    for key, cell in parts.groupby(keys, sort=False, observed=True, dropna=False):
+        sums = _sums(cell, cluster)
+        bias, bias_mcse, _ = _ratio(sums["error"], sums["one"])
+        mse, mse_mcse, _ = _ratio(sums["squared"], sums["one"])
+        coverage, coverage_mcse, _ = _ratio(sums["covered"], sums["interval"])
+        sign_error, sign_mcse, _ = _ratio(sums["wrong"], sums["nonzero"])
         rmse = float(np.sqrt(mse))
-        mse_mcse = float(np.sqrt(((sq - mse) ** 2).sum() / (n * (n - 1)))) if n > 1 else np.nan
-        covered = (g["ci_low"] <= g[truth]) & (g[truth] <= g["ci_high"])
-        p = float(covered.mean())
-        sd = float(np.std(g["estimate"], ddof=1)) if n > 1 else np.nan
+        est = ok.loc[cell.index, "estimate"]
+        row = {
+            **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+            "n_reps": len(sums),
+            "n": len(cell),
+            "mean_estimate": float(est.mean()),
+            "bias": bias,
+            "bias_mcse": bias_mcse,
+            "rmse": rmse,
+            "rmse_mcse": mse_mcse / (2 * rmse) if rmse > 0 else float("nan"),
+            "coverage": coverage,
+            "coverage_mcse": coverage_mcse,
+            "sign_error": sign_error,
+            "sign_error_mcse": sign_mcse,
+            "mean_width": float(cell["width"].mean()),
+            "emp_se": float(est.std(ddof=1)) if len(est) > 1 else float("nan"),
+            "mean_std_error": float(ok.loc[cell.index, "std_error"].mean())
+            if "std_error" in ok
+            else float("nan"),
+        }
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for flag, name in (("failed", "fail_rate"), ("boundary", "boundary_rate")):
+        if flag in draws:
+            rate = (
+                draws.assign(_flag=draws[flag].fillna(0).astype(float))
+                .groupby(keys, sort=False, observed=True, dropna=False)["_flag"]
+                .mean()
+            )
+            table[name] = rate.reindex(pd.MultiIndex.from_frame(table[keys])).to_numpy()
+    return table
+
+
+#: Metrics :func:`compare` can compare, and whether lower is better.
+COMPARABLE = {"rmse": True, "mse": True, "abs_bias": True, "sign_error": True, "coverage": None}
+
+
+def compare(
+    draws: pd.DataFrame,
+    first: str,
+    second: str,
+    *,
+    metric: str = "rmse",
+    by: Sequence[str] = (),
+    truth: str = "truth",
+    cluster: str = "rep",
+) -> pd.DataFrame:
+    """Paired comparison of two estimators over the same replications, with its MCSE.
+
+    The difference ``metric(first) - metric(second)`` is computed on the
+    replications where both estimators succeeded (rows marked ``failed`` are
+    dropped, and so is the whole replication for both), and its Monte Carlo SE
+    from the paired per-replication influence values, so the common noise of the
+    shared data cancels. The verdict follows DESIGN.md's Monte Carlo standards: a
+    difference beyond twice its MCSE is ``"better"`` or ``"worse"`` for ``first``
+    (lower is better for ``rmse``, ``mse``, ``abs_bias`` and ``sign_error``;
+    ``coverage`` is ``"higher"`` or ``"lower"``), otherwise ``"indistinguishable"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``by`` cell and term: ``first``, ``second``, ``metric``, the
+        two metrics, ``difference``, ``mcse``, ``n_reps`` and ``verdict``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> noise = rng.normal(size=200)
+    >>> draws = pd.concat([pd.DataFrame({"estimator": name, "term": "b", "rep": range(200),
+    ...     "estimate": noise * sd, "ci_low": -1.0, "ci_high": 1.0, "truth": 0.0})
+    ...     for name, sd in [("a", 0.5), ("b", 1.0)]])
+    >>> compare(draws, "a", "b")["verdict"].item()
+    'better'
+    """
+    if metric not in COMPARABLE:
+        raise DataError(f"metric must be one of {tuple(COMPARABLE)}, got {metric!r}.")
+    require_dataframe(draws, name="draws")
+    keys = [*as_list(by, "by"), "term"]
+    require_columns(draws, [*keys, "estimator", "estimate", truth, cluster])
+    missing = [e for e in (first, second) if e not in set(draws["estimator"])]
+    if missing:
+        raise DataError(
+            f"no rows for estimator(s) {missing}; the draws have {sorted(set(draws['estimator']))}."
+        )
+    pair = draws[draws["estimator"].isin([first, second])]
+    if "failed" in pair:
+        bad = pair.loc[pair["failed"].fillna(0).astype(bool), [*keys, cluster]].drop_duplicates()
+        if len(bad):
+            marker = pair[[*keys, cluster]].merge(bad.assign(_bad=1), how="left")["_bad"]
+            pair = pair[marker.isna().to_numpy()]
+    require_no_missing(pair, ["estimate", truth])
+    parts = _contributions(pair, truth)
+    for key in [*keys, "estimator", cluster]:
+        parts[key] = pair[key].to_numpy()
+    rows = []
+    for key, cell in parts.groupby(keys, sort=False, observed=True, dropna=False):
+        values, influences = {}, {}
+        for name in (first, second):
+            sums = _sums(cell[cell["estimator"] == name], cluster)
+            values[name], influences[name] = _metric(sums, metric)
+        common = influences[first].index.intersection(influences[second].index)
+        d = (influences[first].reindex(common) - influences[second].reindex(common)).to_numpy()
+        r = len(common)
+        mcse = float(np.sqrt((d**2).sum() / (r * (r - 1)))) if r > 1 else float("nan")
+        diff = values[first] - values[second]
         rows.append(
             {
-                **dict(zip(keys, key, strict=True)),
-                "n_reps": n,
-                "mean_estimate": float(g["estimate"].mean()),
-                "bias": float(error.mean()),
-                "bias_mcse": sd / np.sqrt(n),
-                "rmse": rmse,
-                "rmse_mcse": mse_mcse / (2 * rmse) if rmse > 0 else np.nan,
-                "coverage": p,
-                "coverage_mcse": float(np.sqrt(p * (1 - p) / n)),
-                "emp_se": sd,
-                "mean_std_error": float(g["std_error"].mean()),
+                **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+                "first": first,
+                "second": second,
+                "metric": metric,
+                f"{metric}_first": values[first],
+                f"{metric}_second": values[second],
+                "difference": diff,
+                "mcse": mcse,
+                "n_reps": r,
+                "verdict": _verdict(diff, mcse, lower_is_better=COMPARABLE[metric]),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _metric(sums: pd.DataFrame, metric: str) -> tuple[float, pd.Series]:
+    """The metric and its per-replication influence values (for paired MCSEs)."""
+    if metric in ("rmse", "mse"):
+        mse, _, infl = _ratio(sums["squared"], sums["one"])
+        if metric == "rmse":
+            rmse = float(np.sqrt(mse))
+            return rmse, pd.Series(infl / (2 * rmse), index=sums.index)
+        return mse, pd.Series(infl, index=sums.index)
+    if metric == "abs_bias":
+        bias, _, infl = _ratio(sums["error"], sums["one"])
+        return abs(bias), pd.Series(np.sign(bias) * infl, index=sums.index)
+    num, den = {"coverage": ("covered", "interval"), "sign_error": ("wrong", "nonzero")}[metric]
+    value, _, infl = _ratio(sums[num], sums[den])
+    return value, pd.Series(infl, index=sums.index)
+
+
+def _verdict(diff: float, mcse: float, *, lower_is_better: bool | None) -> str:
+    if not (np.isfinite(diff) and np.isfinite(mcse)) or abs(diff) <= 2 * mcse:
+        return "indistinguishable"
+    if lower_is_better is None:
+        return "higher" if diff > 0 else "lower"
+    return "better" if (diff < 0) == lower_is_better else "worse"

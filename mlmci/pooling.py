@@ -26,12 +26,17 @@ Small groups and small between-group variation give large pooling factors.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from scipy import stats
 
 from mlmci import mixed
 from mlmci.errors import DataError
+from mlmci.results import Fit, interval_label, tidy
 from mlmci.validation import (
     require_columns,
     require_dataframe,
@@ -40,7 +45,7 @@ from mlmci.validation import (
     require_numeric,
 )
 
-__all__ = ["compare", "plot_shrinkage"]
+__all__ = ["PoolingResult", "compare", "plot_shrinkage"]
 
 POOLING_COLUMNS: tuple[str, ...] = (
     "group",
@@ -53,6 +58,73 @@ POOLING_COLUMNS: tuple[str, ...] = (
 )
 
 
+@dataclass(repr=False)
+class PoolingResult(Fit):
+    """The three poolings of :func:`compare`, on mlmci's result protocol.
+
+    ``tidy(prob)`` has one row per estimator (``no_pooling``, ``partial_pooling``,
+    ``complete_pooling``) and group, ``term`` ``"group mean"`` (or ``"group
+    intercept"`` with ``x``): no and complete pooling with classical OLS
+    ``t`` intervals, partial pooling with the Wald interval of the prediction
+    error variance (conditional on the REML variance components).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The wide table: one row per group with ``group, n, no_pooling,
+        partial_pooling, complete_pooling, shrinkage_target, pooling_factor``.
+    y, x, group : str
+        The columns compared.
+    native : MixedResult
+        The REML fit behind partial pooling.
+    """
+
+    table: pd.DataFrame
+    y: str
+    x: str | None
+    group: str
+    native: Any
+    _se: dict = field(repr=False, default_factory=dict)  # estimator -> (std errors, df)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        what = "group means" if self.x is None else f"group intercepts adjusting for {self.x}"
+        return f"No, partial and complete pooling of {self.y}: {what} by {self.group}"
+
+    @property
+    def diagnostics(self) -> Any:  # type: ignore[override]
+        return self.native.diagnostics
+
+    def _summary_table(self) -> pd.DataFrame:
+        return self.table
+
+    def _tidy(self, prob: float) -> pd.DataFrame:
+        term = "group mean" if self.x is None else "group intercept"
+        rows = []
+        for estimator in ("no_pooling", "partial_pooling", "complete_pooling"):
+            se, df = self._se[estimator]
+            q = stats.norm.ppf((1 + prob) / 2) if df is None else stats.t.ppf((1 + prob) / 2, df)
+            est = self.table[estimator].to_numpy(dtype=float)
+            kind = "CI (approx.)" if estimator == "partial_pooling" else "CI"
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "estimator": estimator,
+                        "term": term,
+                        "group": self.table["group"].to_numpy(),
+                        "estimate": est,
+                        "std_error": se,
+                        "ci_low": est - q * se,
+                        "ci_high": est + q * se,
+                        "interval": interval_label(prob, kind),
+                        "n": self.table["n"].to_numpy(),
+                    }
+                )
+            )
+        return tidy(pd.concat(rows, ignore_index=True), group=True)
+
+
 def compare(
     df: pd.DataFrame,
     y: str,
@@ -60,7 +132,7 @@ def compare(
     x: str | None = None,
     *,
     allow_boundary: bool = False,
-) -> pd.DataFrame:
+) -> PoolingResult:
     """Compare complete, no and partial pooling of per-group intercepts.
 
     Without ``x`` the estimates are group means (the varying-intercept model
@@ -102,13 +174,13 @@ def compare(
 
     Returns
     -------
-    pandas.DataFrame
-        One row per group, sorted by group, with columns ``group, n, no_pooling,
-        partial_pooling, complete_pooling, shrinkage_target, pooling_factor``:
-        ``shrinkage_target`` is the multilevel model's population mean
-        :math:`\\hat\\mu` (GLS, close to but not equal to ``complete_pooling``) and
-        ``pooling_factor`` is :math:`\\lambda_j` defined in the module notes.
-        ``attrs`` records ``y``, ``x`` and ``group`` for :func:`plot_shrinkage`.
+    PoolingResult
+        ``.table``: one row per group, sorted by group, with columns ``group, n,
+        no_pooling, partial_pooling, complete_pooling, shrinkage_target,
+        pooling_factor``: ``shrinkage_target`` is the multilevel model's population
+        mean :math:`\\hat\\mu` (GLS, close to but not equal to ``complete_pooling``)
+        and ``pooling_factor`` is :math:`\\lambda_j` defined in the module notes.
+        ``.tidy(prob)`` gives the three estimates of every group with intervals.
 
     Raises
     ------
@@ -124,7 +196,7 @@ def compare(
     >>> rng = np.random.default_rng(0)
     >>> g = np.repeat(np.arange(8), [2, 3, 5, 8, 10, 15, 20, 30])
     >>> df = pd.DataFrame({"g": g, "y": rng.normal(0, 1, 8)[g] + rng.normal(size=g.size)})
-    >>> table = compare(df, "y", "g")
+    >>> table = compare(df, "y", "g").table
     >>> table.columns.tolist()[:5]
     ['group', 'n', 'no_pooling', 'partial_pooling', 'complete_pooling']
     >>> bool(table["pooling_factor"].is_monotonic_decreasing)
@@ -149,9 +221,19 @@ def compare(
     ybar = by["y"].mean()
     xbar = by["x"].mean()
 
+    # The REML fit first: it refuses a single group or all-singleton groups by name.
+    formula = "y ~ 1 + (1 | g)" if x is None else "y ~ x + (1 | g)"
+    res = mixed.fit(formula, data, allow_boundary=allow_boundary)
+    n_obs, n_groups = len(data), len(n)
+    resid_within = data["y"] - by["y"].transform("mean")
     if x is None:
         complete = float(data["y"].mean())
         no_pool = ybar
+        s2_np = float((resid_within**2).sum()) / (n_obs - n_groups)
+        se_np = np.sqrt(s2_np / n)
+        df_np = n_obs - n_groups
+        se_cp = float(data["y"].std(ddof=1)) / np.sqrt(n_obs)
+        df_cp = n_obs - 1
     else:
         xw = data["x"] - by["x"].transform("mean")
         sxx = float((xw**2).sum())
@@ -161,16 +243,24 @@ def compare(
                 "(group dummies) slope is not identified. Drop x or use a covariate that "
                 "varies within groups."
             )
-        beta_fe = float((xw * (data["y"] - by["y"].transform("mean"))).sum()) / sxx
+        beta_fe = float((xw * resid_within).sum()) / sxx
         no_pool = ybar - beta_fe * xbar
+        # The dummies' intercepts: ybar_j - b xbar_j, where ybar_j and b are uncorrelated.
+        df_np = n_obs - n_groups - 1
+        s2_np = float(((resid_within - beta_fe * xw) ** 2).sum()) / df_np
+        se_np = np.sqrt(s2_np / n + xbar**2 * s2_np / sxx)
         design = np.column_stack([np.ones(len(data)), data["x"].to_numpy()])
         coef, *_ = np.linalg.lstsq(design, data["y"].to_numpy(), rcond=None)
         complete = float(coef[0])
+        resid = data["y"].to_numpy() - design @ coef
+        df_cp = n_obs - 2
+        xtx_inv = np.linalg.inv(design.T @ design)
+        se_cp = float(np.sqrt(resid @ resid / df_cp * xtx_inv[0, 0]))
 
-    formula = "y ~ 1 + (1 | g)" if x is None else "y ~ x + (1 | g)"
-    res = mixed.fit(formula, data, allow_boundary=allow_boundary)
     target = float(res.beta["Intercept"])
-    partial = res.group_coefficients()["Intercept"]
+    intercept = np.zeros(len(res.beta))
+    intercept[list(res.beta.index).index("Intercept")] = 1.0
+    partial = res.predict_groups(np.tile(intercept, (n_groups, 1)), "Intercept").reindex(n.index)
     tau2 = float(res.cov_re().iloc[0, 0])
     sigma2 = res.sigma**2
     lam = (sigma2 / n) / (tau2 + sigma2 / n)
@@ -180,19 +270,30 @@ def compare(
             "group": n.index.to_numpy(),
             "n": n.to_numpy(dtype=int),
             "no_pooling": no_pool.to_numpy(dtype=float),
-            "partial_pooling": partial.reindex(n.index).to_numpy(dtype=float),
+            "partial_pooling": partial["estimate"].to_numpy(dtype=float),
             "complete_pooling": complete,
             "shrinkage_target": target,
             "pooling_factor": lam.to_numpy(dtype=float),
         },
         columns=list(POOLING_COLUMNS),
     )
-    table.attrs.update({"y": y, "x": x, "group": group})
-    return table
+    return PoolingResult(
+        table=table,
+        y=y,
+        x=x,
+        group=group,
+        native=res,
+        _se={
+            "no_pooling": (np.asarray(se_np, dtype=float), float(df_np)),
+            "partial_pooling": (partial["std_error"].to_numpy(dtype=float), None),
+            "complete_pooling": (np.full(n_groups, se_cp), float(df_cp)),
+        },
+        notes=res.notes,
+    )
 
 
 def plot_shrinkage(
-    table: pd.DataFrame,
+    table: PoolingResult | pd.DataFrame,
     *,
     ax: Axes | None = None,
     ylabel: str | None = None,
@@ -210,8 +311,9 @@ def plot_shrinkage(
     Parameters
     ----------
     table
-        The output of :func:`compare` (at least ``n, no_pooling,
-        partial_pooling, complete_pooling``; ``shrinkage_target`` is optional).
+        The output of :func:`compare`, or a DataFrame with at least ``n,
+        no_pooling, partial_pooling, complete_pooling`` (``shrinkage_target``
+        optional).
     ax
         Axes to draw on; a new figure is made if None.
     ylabel, title
@@ -232,6 +334,10 @@ def plot_shrinkage(
     """
     import matplotlib.pyplot as plt
 
+    names = {"group": "group", "y": None, "x": None}
+    if isinstance(table, PoolingResult):
+        names = {"group": table.group, "y": table.y, "x": table.x}
+        table = table.table
     require_dataframe(table, name="table")
     require_columns(table, ["n", "no_pooling", "partial_pooling", "complete_pooling"])
     if ax is None:
@@ -268,10 +374,9 @@ def plot_shrinkage(
 
     ax.set_xscale("log")
     ax.set_xlim(xpos.min() / 1.3, xpos.max() * 1.3)
-    group = table.attrs.get("group") or "group"
-    ax.set_xlabel(f"observations per {group} (log scale)")
+    ax.set_xlabel(f"observations per {names['group']} (log scale)")
     if ylabel is None:
-        y, x = table.attrs.get("y"), table.attrs.get("x")
+        y, x = names["y"], names["x"]
         what = "group intercept" if x else "group mean"
         ylabel = f"{what} of {y}" if y else f"{what} (outcome units)"
         if x:

