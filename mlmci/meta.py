@@ -77,7 +77,7 @@ class MetaResult(Fit):
     prediction_cov: np.ndarray
     diagnostics: dict
     notes: tuple[str, ...] = ()
-    native: object = None
+    native: object = None  # scipy's result of the REML search for tau^2
     headline: str | None = "mean"
     title: str = "Random-effects meta-analysis (REML), empirical Bayes site effects"
 
@@ -300,5 +300,6 @@ def fit(
         prediction_cov=(prediction_cov + prediction_cov.T) / 2,
         diagnostics={"reml_criterion": float(2 * neg_reml(tau2)), "optimizer": "bounded Brent"},
         notes=notes,
+        native=found,
         headline="mean" if design is None else None,
     )
