@@ -11,12 +11,13 @@ STAMP := $(VENV)/.mlmci-installed
 # PyTensor links a BLAS for speed and prints a warning without one (Debian: libopenblas-dev).
 export PYTENSOR_FLAGS ?= blas__ldflags=-lopenblas
 
-.PHONY: help install book rebuild test lint format browser-test lab clean
+.PHONY: help install book rebuild test lint format browser-test bench lab clean
 
 help:
 	@echo "make book          install, execute every chapter and build the HTML into $(BUILD)/html"
 	@echo "make test          install, lint, and run the test suite (no network, no built book needed)"
 	@echo "make browser-test  open every built page in headless Chromium (after make book)"
+	@echo "make bench         time mlmci.mixed against lme4 (needs Rscript + lme4; not part of CI)"
 	@echo "make lab           open the chapters as notebooks in JupyterLab"
 	@echo "make clean         remove $(BUILD) (the execution cache included)"
 
@@ -35,17 +36,21 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going || exit $$?; \
 	end=$$(date +%s); \
 	echo ""; \
-	echo "Chapter execution times (s):"; \
-	$(BIN)/python -c "import json; [print(f\"  {r['chapter']:<40} {r['seconds']:7.1f}  {'executed' if r['executed_now'] else 'cached'}{'  OVER BUDGET' if r['over_budget'] else ''}\") for r in json.load(open('$(BUILD)/timings.json'))]"; \
+	$(BIN)/python .ci/report_timings.py $(BUILD) --cells 10; \
 	echo "Book built in $$((end - start)) s. Open $(CURDIR)/$(BUILD)/html/index.html"
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -m "not browser" --durations=10 --doctest-modules mlmci tests
+	@start=$$(date +%s); \
+	$(BIN)/python -m pytest -m "not browser" -n auto --dist loadscope --no-loadscope-reorder --durations=15 --doctest-modules mlmci tests; \
+	status=$$?; echo "make test: pytest took $$(( $$(date +%s) - start )) s (budget 300 s, DESIGN.md)"; exit $$status
 
 browser-test: $(STAMP)
 	$(BIN)/python -m pytest -m browser tests/test_browser.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/mixed_vs_lme4.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -150,7 +150,7 @@ def test_no_pooling_group_effects_are_unbiased_and_cover():
     draws = montecarlo.run(
         _no_pooling_replication, [{"n_groups": n_groups, "group_size": 12}], reps=reps, seed=2024
     )
-    row = effects.score(draws, "truth").iloc[0]
+    row = montecarlo.score(draws).iloc[0]
     assert row["n_reps"] == reps and row["n"] == reps * n_groups
     assert abs(row["bias"]) < 4 * row["bias_mcse"]
     # An estimated MCSE is itself noisy (small when coverage happens to be high), so the
@@ -174,5 +174,7 @@ def test_partial_pooling_recovers_ate_and_tau():
     assert abs(fitted.tau - tau) < 3 * se_tau
     # and it beats no pooling on the group effects when tau is comparable to their noise
     no = effects.group_effects(data, "y", "treated", "group", method="no_pooling")
-    scores = effects.score(pd.concat([fitted.groups, no]), truth["effects"]).set_index("estimator")
+    both = pd.concat([fitted.groups, no])
+    both = both.assign(truth=both["group"].map(truth["effects"]), rep=0)
+    scores = montecarlo.score(both).set_index("estimator")
     assert scores.loc["partial_pooling", "rmse"] < 0.8 * scores.loc["no_pooling", "rmse"]
