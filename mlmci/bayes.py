@@ -127,7 +127,7 @@ class BayesFit(Fit):
     gated : bool
         Whether the posterior passed the convergence gate. An ungated posterior
         (``gate=False``, or quick mode, whose draws are mocked) says so in
-        :attr:`notes`, and the book build refuses to render it.
+        ``notes``, and the book build refuses to render it.
     """
 
     model: Any

@@ -135,7 +135,7 @@ class MetaResult(Fit):
     ) -> pd.Series:
         """A weighted average of the shrunken site effects, with its prediction SE.
 
-        ``weights`` (one per site, in :attr:`labels` order, or a Series indexed
+        ``weights`` (one per site, in ``labels`` order, or a Series indexed
         by label) are normalized to sum to one. The SE is
         ``sqrt(w' (S - S P S) w)``: the error of the pooled average as a
         predictor of the same average of the true site effects.

@@ -103,7 +103,7 @@ class MixedResult(Fit):
 
     Attributes
     ----------
-    native : mixedlm.models.lmer.LmerResult or GlmerResult
+    native : mixedlm's ``LmerResult`` or ``GlmerResult``
         The mixedlm fit, for everything mlmci does not summarize.
     formula : str
         The model in lme4 syntax.

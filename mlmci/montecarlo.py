@@ -11,7 +11,7 @@ Crowther 2019, Table 6); :func:`compare` gives the paired difference of two
 estimators with its MCSE and the verdict word the prose may use.
 
 A Monte Carlo may fit an estimator through a closed-form fast path (numpy, e.g.
-:mod:`mlmci.fastpath`) when a test shows it equal to mlmci's own estimator to
+``mlmci.fastpath``) when a test shows it equal to mlmci's own estimator to
 1e-10 on random data.
 
 Examples
@@ -208,7 +208,7 @@ def score(
     counts as wrong; rows whose truth is 0 are left out). Rows of one replication
     share a fit and are not independent; the replications are. Each metric is a
     ratio of per-replication sums, and its Monte Carlo SE is the ratio estimator's
-    with the replications as independent clusters (see :func:`_ratio`); with one
+    with the replications as independent clusters (a ratio estimator's linearization); with one
     row per replication this is the usual ``sd / sqrt(R)``. The RMSE's MCSE is the
     MSE's divided by ``2 RMSE`` (delta method).
 

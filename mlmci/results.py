@@ -73,16 +73,16 @@ def tidy(rows: pd.DataFrame | list[dict], *, group: bool = False) -> pd.DataFram
 class Fit:
     """The result protocol every mlmci estimator's result follows.
 
-    A subclass implements :meth:`_tidy` and sets the attributes below; the
+    A subclass implements ``_tidy`` and sets the attributes below; the
     protocol gives every result the same surface:
 
     - :meth:`tidy` — the estimates in the tidy shape, intervals at ``prob``;
     - :meth:`effect` — the headline row, whose ``term`` is :attr:`headline`;
     - :meth:`summary` — a short text summary (also the ``repr``), and
       ``_repr_html_`` for notebooks;
-    - :attr:`native` — the library objects underneath (never hidden);
-    - :attr:`notes` — what a reader must know (drops, boundary fits, quick mode);
-    - :attr:`diagnostics` — optimizer or sampler checks.
+    - ``native`` — the library objects underneath (never hidden);
+    - ``notes`` — what a reader must know (drops, boundary fits, quick mode);
+    - ``diagnostics`` — optimizer or sampler checks.
 
     Attributes
     ----------
