@@ -1,4 +1,4 @@
-"""Panel estimators side by side: pooled OLS, between, random effects, fixed effects, Mundlak.
+r"""Panel estimators side by side: pooled OLS, between, random effects, fixed effects, Mundlak.
 
 :func:`compare` fits the five classical linear panel estimators with
 linearmodels on one specification and returns a :class:`PanelComparison`
@@ -13,13 +13,21 @@ Estimators (``x`` time-varying regressors, ``z`` time-invariant ones):
 * ``"re"``: random effects GLS (:class:`~linearmodels.panel.RandomEffects`),
   consistent only if the entity effects are uncorrelated with ``x`` and ``z``.
 * ``"fe"``: fixed effects, the within estimator
-  (:class:`~linearmodels.panel.PanelOLS` with ``entity_effects=True``);
-  it cannot identify ``z``.
+  (:class:`~linearmodels.panel.PanelOLS` with ``entity_effects=True`` and,
+  with period effects, the period dummies as regressors, as in Stata's
+  ``xtreg, fe`` with ``i.year``); it cannot identify ``z``.
 * ``"mundlak"``: the correlated random effects model of Mundlak (1978), i.e.
   random effects with the entity means ``x_mean`` of the time-varying
   regressors added. Its coefficients on ``x`` equal the fixed effects ones
   and its coefficients on ``x_mean`` are the contextual effects (between
   minus within), while it still estimates the effects of ``z``.
+
+Clustered standard errors of fixed effects follow Stata's ``xtreg, fe
+vce(cluster)``: the sandwich times ``stata_cluster_factor``,
+:math:`\frac{G}{G-1}\frac{N-1}{N-K}`, where ``K`` counts the coefficients
+the model reports (intercept, period dummies, regressors) but not the
+absorbed entity effects, which nest within the entity clusters. The other
+estimators keep linearmodels' default, the sandwich times :math:`N/(N-K)`.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ __all__ = [
     "PanelComparison",
     "TestResult",
     "compare",
+    "stata_cluster_factor",
 ]
 
 #: The estimators :func:`compare` fits, in the order tables show them.
@@ -67,6 +76,60 @@ CONST = "const"
 _RANK_TOL = 1e-9
 
 CovType = Literal["unadjusted", "robust", "clustered"]
+
+
+def stata_cluster_factor(nobs: int, n_clusters: int, n_params: int) -> float:
+    r"""The small-sample factor of Stata's ``xtreg, fe vce(cluster)`` covariance.
+
+    .. math::
+
+        c = \frac{G}{G-1}\,\frac{N-1}{N-K},
+
+    with :math:`G` clusters, :math:`N` observations and :math:`K` the
+    coefficients the model reports: the intercept, the period dummies and
+    the regressors, but not the absorbed entity effects. Those nest within
+    the entity clusters, so the cluster-robust "meat" already has only
+    :math:`G` free scores and counting :math:`G - 1` effects again in
+    :math:`N - K` would inflate the variance (on the union wage panel by
+    about 7% in the standard error). :func:`compare` multiplies the sandwich
+    of the fixed-effects fit by ``c``, through linearmodels'
+    ``debiased=True`` (:math:`N/(N-K)`) and ``group_debias=True``
+    (:math:`\frac{G}{G-1}\frac{N-1}{N}`). R's ``plm::vcovHC(type = "sss")``
+    and ``clubSandwich``'s ``CR1S`` use the same formula with :math:`K` one
+    smaller (plm's within model has no intercept);
+    ``tests/reference/plm_wagepan.R`` shows both.
+
+    Parameters
+    ----------
+    nobs
+        :math:`N`, the number of observations.
+    n_clusters
+        :math:`G`, the number of clusters (at least 2).
+    n_params
+        :math:`K`, the number of estimated coefficients counted (below ``nobs``).
+
+    Returns
+    -------
+    float
+        The factor :math:`c` that multiplies the sandwich.
+
+    Raises
+    ------
+    DataError
+        Fewer than two clusters, or no residual degrees of freedom.
+
+    Examples
+    --------
+    >>> round(stata_cluster_factor(4360, 545, 11), 6)
+    1.004142
+    """
+    if n_clusters < 2:
+        raise DataError(f"a clustered covariance needs at least 2 clusters, got {n_clusters}.")
+    if n_params >= nobs:
+        raise DataError(
+            f"no residual degrees of freedom: {nobs} observations and {n_params} coefficients."
+        )
+    return n_clusters / (n_clusters - 1) * (nobs - 1) / (nobs - n_params)
 
 
 class IdentificationWarning(UserWarning):
@@ -209,6 +272,24 @@ class PanelComparison:
             self._refits[key] = self._models[name].fit(**self._fit_kwargs[name][cov_type])
         return self._refits[key]
 
+    def _hausman_fe(self) -> Any:
+        """The usual-covariance fixed-effects fit whose coefficients the Hausman test compares.
+
+        linearmodels' test compares every coefficient the two models share, so
+        the period dummies (regressors of both) are absorbed here instead.
+        """
+        names = list(self._models["fe"].exog.vars)
+        kept = [c for c in names if c not in self.period_terms]
+        if len(kept) == len(names):
+            return self._result("fe", "unadjusted")
+        key = ("fe_twoway", "unadjusted")
+        if key not in self._refits:
+            model = PanelOLS(
+                self.data[self.y], self.data[kept], entity_effects=True, time_effects=True
+            )
+            self._refits[key] = _fit("fe", model, {"cov_type": "unadjusted"})
+        return self._refits[key]
+
     def _nuisance_terms(self) -> set[str]:
         period_means = {f"{p}{MEAN_SUFFIX}" for p in self.period_terms}
         return {CONST, *self.period_terms, *period_means}
@@ -281,7 +362,10 @@ class PanelComparison:
         Wraps :meth:`linearmodels.panel.results.RandomEffectsResults.hausman`.
         It compares the coefficients the two models share (the time-varying
         regressors fixed effects can identify; never the intercept or the
-        period effects, which fixed effects absorb). The classical statistic
+        period effects: with period effects, the fixed-effects side is the
+        two-way fit that absorbs them, whose coefficients and usual
+        covariance of the regressors equal those of :func:`compare`'s fit with
+        period dummies). The classical statistic
         needs the usual (``"unadjusted"``) covariances, so both models are
         refitted with them if :func:`compare` used another ``cov_type``: under
         heteroskedasticity or serial correlation the test is invalid; prefer
@@ -302,7 +386,7 @@ class PanelComparison:
         (('x',), 1)
         """
         re_res = self._result("re", "unadjusted")
-        fe_res = self._result("fe", "unadjusted")
+        fe_res = self._hausman_fe()
         try:
             out = re_res.hausman(fe_res)
         except ValueError as exc:
@@ -438,8 +522,9 @@ def compare(
     time_effects
         Add period effects to every estimator, as Wooldridge's year dummies
         do: dummies ``f"{time}_{value}"`` for every period but the first in
-        pooled, random effects and Mundlak; absorbed period effects
-        (``time_effects=True``) in fixed effects; the entity means of the
+        pooled, random effects, Mundlak and fixed effects (whose period
+        effects are thus estimated, not absorbed, as in Stata's ``xtreg, fe``
+        with ``i.year``; the table hides them); the entity means of the
         period dummies in the between regression (they are constant, hence
         dropped, on a balanced panel, where the between estimator cannot
         separate period effects from the intercept) and, as Wooldridge (2019)
@@ -452,6 +537,11 @@ def compare(
         heteroskedasticity-robust only. ``"unadjusted"``: the classical
         standard errors textbooks report. In the between regression (one row
         per entity) clustering by entity amounts to robust standard errors.
+        Clustered fixed-effects standard errors follow Stata's ``xtreg, fe
+        vce(cluster)``: the absorbed entity effects nest within the clusters
+        and are not counted in the degrees of freedom
+        (``mlmci.panel.stata_cluster_factor``); the other estimators scale the
+        sandwich by linearmodels' :math:`N/(N-K)`.
 
     Returns
     -------
@@ -761,7 +851,11 @@ def _identify(frame: pd.DataFrame, spec: dict[str, Any]) -> tuple[dict[str, list
         {c: within[c].to_numpy() for c in [*periods, *x]},
         {c: columns[c] for c in [*periods, *x]},
     )
-    designs["fe"] = [CONST, *(c for c in kept if c in x)]
+    # The period dummies stay regressors, as in Stata's `xtreg, fe` with `i.year`,
+    # so that only the entity effects are absorbed: they nest within the entity
+    # clusters, and the Stata convention counts every other coefficient (see
+    # stata_cluster_factor).
+    designs["fe"] = [CONST, *(c for c in kept if c in periods), *(c for c in kept if c in x)]
     dropped = {c: p for c, p in dropped.items() if c in x}
 
     def fe_reason(term: str, partners: list[str]) -> str:
@@ -795,12 +889,7 @@ def _build_models(
         "pooled": PooledOLS(dependent, frame[designs["pooled"]]),
         "between": BetweenOLS(dependent, frame[designs["between"]]),
         "re": RandomEffects(dependent, frame[designs["re"]]),
-        "fe": PanelOLS(
-            dependent,
-            frame[designs["fe"]],
-            entity_effects=True,
-            time_effects=spec["time_effects"],
-        ),
+        "fe": PanelOLS(dependent, frame[designs["fe"]], entity_effects=True),
         "mundlak": RandomEffects(dependent, frame[designs["mundlak"]]),
     }
 
@@ -813,6 +902,17 @@ def _fit_kwargs(name: str, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
             {"entity": frame.index.get_level_values(0).to_numpy()}, index=frame.index
         )
         clustered: dict[str, Any] = {"cov_type": "clustered", "clusters": clusters}
+    elif name == "fe":
+        # Stata's xtreg, fe vce(cluster): linearmodels does not count the entity
+        # effects (they nest within the clusters, auto_df), debiased=True gives
+        # N/(N-K) and group_debias=True G/(G-1) (N-1)/N, so the sandwich is
+        # scaled by stata_cluster_factor(N, G, K).
+        clustered = {
+            "cov_type": "clustered",
+            "cluster_entity": True,
+            "debiased": True,
+            "group_debias": True,
+        }
     else:
         clustered = {"cov_type": "clustered", "cluster_entity": True}
     return {

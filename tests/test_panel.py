@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,8 +17,16 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 from scipy import stats
 
+from mlmci import datasets
 from mlmci.errors import DataError, DataTypeError
-from mlmci.panel import ESTIMATORS, IdentificationWarning, PanelComparison, TestResult, compare
+from mlmci.panel import (
+    ESTIMATORS,
+    IdentificationWarning,
+    PanelComparison,
+    TestResult,
+    compare,
+    stata_cluster_factor,
+)
 from mlmci.results import TIDY_COLUMNS
 from mlmci.simulate import simulate_panel
 
@@ -128,7 +139,15 @@ def test_reproduces_wooldridge_table_14_2(table_14_2):
 
 def test_fe_column_has_exactly_the_identified_regressors(table_14_2):
     cmp, _ = table_14_2
-    assert set(cmp.results["fe"].params.index) == {"const", "expersq", "married", "union"}
+    # The year dummies are regressors of the fixed-effects model, as in Stata's
+    # `xtreg, fe` with `i.year`: only the person effects are absorbed.
+    assert set(cmp.results["fe"].params.index) == {
+        "const",
+        *cmp.period_terms,
+        "expersq",
+        "married",
+        "union",
+    }
 
 
 def test_random_effects_theta_matches_the_book(table_14_2):
@@ -136,6 +155,119 @@ def test_random_effects_theta_matches_the_book(table_14_2):
     theta = cmp.results["re"].theta.to_numpy().ravel()
     assert np.allclose(theta, theta[0])  # balanced panel: one theta for everybody
     assert _matches_published(float(theta[0]), ".643")
+
+
+# ----------------------------------------- reference test: clustered FE against R
+
+REFERENCE = Path(__file__).parent / "reference"
+PLM_SCRIPT = REFERENCE / "plm_wagepan.R"
+PLM_STORED = REFERENCE / "plm_wagepan.csv"
+PLM_COLUMNS = ["nr", "year", "lwage", "expersq", "married", "union"]
+
+
+def _r_term(term: str) -> str:
+    """mlmci's period dummy ``year_1981`` is R's factor level ``year1981``."""
+    return term.replace("year_", "year")
+
+
+@pytest.fixture(scope="session")
+def clustered_wage_fe():
+    """The chapter's wage-panel specification with the default clustered SEs."""
+    wages = datasets.load("wagepan")
+    cmp, _ = _quiet_compare(
+        wages,
+        "lwage",
+        X_WAGE,
+        entity="nr",
+        time="year",
+        invariant=Z_WAGE,
+        time_effects=True,
+    )
+    return cmp
+
+
+def _check_against_plm(cmp: PanelComparison, reference: pd.DataFrame) -> None:
+    fe = cmp.results["fe"]
+    ref = reference.set_index("term")
+    terms = list(fe.params.index)
+    assert sorted(_r_term(t) for t in terms) == sorted(ref.index)
+    r_terms = [_r_term(t) for t in terms]
+    np.testing.assert_allclose(fe.params[terms], ref.loc[r_terms, "estimate"], rtol=1e-6)
+    # Stata's xtreg, fe vce(cluster): G/(G-1) (N-1)/(N-K), K = 11 with the intercept.
+    np.testing.assert_allclose(fe.std_errors[terms], ref.loc[r_terms, "se_stata"], rtol=1e-6)
+    # plm's "sss" and clubSandwich's CR1S count K = 10 (no intercept in plm's
+    # within model); they differ from Stata by exactly that one degree of freedom.
+    nobs, groups = int(ref["nobs"].iloc[0]), int(ref["n_clusters"].iloc[0])
+    k_stata, k_plm = int(ref["k_stata"].iloc[0]), int(ref["k_plm"].iloc[0])
+    assert (nobs, groups, k_stata) == (cmp.nobs, cmp.n_entities, len(terms))
+    ratio = np.sqrt(
+        stata_cluster_factor(nobs, groups, k_stata) / stata_cluster_factor(nobs, groups, k_plm)
+    )
+    slopes = [t for t in terms if t != "const"]
+    r_slopes = [_r_term(t) for t in slopes]
+    np.testing.assert_allclose(
+        fe.std_errors[slopes], ratio * ref.loc[r_slopes, "se_plm_sss"], rtol=1e-6
+    )
+    np.testing.assert_allclose(ref["se_cr1s"].dropna(), ref["se_plm_sss"].dropna(), rtol=1e-10)
+
+
+def test_clustered_fe_reproduces_stored_plm_and_stata_reference(clustered_wage_fe):
+    reference = pd.read_csv(PLM_STORED)
+    _check_against_plm(clustered_wage_fe, reference)
+    # The versions that wrote the stored numbers are part of the record.
+    assert {"r_version", "plm_version", "sandwich_version", "clubSandwich_version"} <= set(
+        reference.columns
+    )
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript is not on PATH")
+def test_clustered_fe_reproduces_plm_live(clustered_wage_fe, tmp_path):
+    data_csv, out_csv = tmp_path / "wagepan.csv", tmp_path / "plm_wagepan.csv"
+    datasets.load("wagepan")[PLM_COLUMNS].to_csv(data_csv, index=False)
+    subprocess.run(
+        ["Rscript", str(PLM_SCRIPT), str(data_csv), str(out_csv)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    live = pd.read_csv(out_csv)
+    _check_against_plm(clustered_wage_fe, live)
+    stored = pd.read_csv(PLM_STORED)
+    numbers = ["estimate", "se_plm_sss", "se_cr1s", "se_stata"]
+    np.testing.assert_allclose(live[numbers], stored[numbers], rtol=1e-10)
+
+
+def test_clustered_fe_and_mundlak_share_one_sandwich(clustered_wage_fe):
+    """The chapter's claim: FE and Mundlak clustered SEs differ only by the small-sample factor.
+
+    The Mundlak GLS coefficient on x is identified from the within deviations
+    with the within residuals, so the two cluster-robust sandwiches are equal;
+    FE scales it by Stata's factor (K = 11), Mundlak by linearmodels' N/(N-K)
+    (K = 18).
+    """
+    cmp = clustered_wage_fe
+    fe, mundlak = cmp.results["fe"], cmp.results["mundlak"]
+    n, groups = cmp.nobs, cmp.n_entities
+    fe_factor = stata_cluster_factor(n, groups, len(fe.params))
+    mundlak_factor = n / (n - len(mundlak.params))
+    terms = ["expersq", "married", "union"]
+    np.testing.assert_allclose(
+        fe.std_errors[terms] / np.sqrt(fe_factor),
+        mundlak.std_errors[terms] / np.sqrt(mundlak_factor),
+        rtol=1e-10,
+    )
+    # Here the two factors nearly coincide (1/G = T/N, and T + 10 = 18), so the
+    # printed standard errors agree; counting the 544 absorbed person effects
+    # would have made the FE one 7% larger.
+    assert fe_factor == pytest.approx(mundlak_factor, rel=1e-5)
+
+
+def test_stata_cluster_factor():
+    assert stata_cluster_factor(100, 10, 3) == pytest.approx(10 / 9 * 99 / 97)
+    with pytest.raises(DataError, match="at least 2 clusters"):
+        stata_cluster_factor(100, 1, 3)
+    with pytest.raises(DataError, match="no residual degrees of freedom"):
+        stata_cluster_factor(5, 3, 5)
 
 
 # ------------------------------------------------------------- identification notes
