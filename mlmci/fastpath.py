@@ -1,6 +1,6 @@
 r"""Closed-form panel estimators for Monte Carlo studies: :func:`mlmci.panel.compare` in numpy.
 
-:func:`compare_table` returns the table ``mlmci.panel.compare(...).table()``
+:func:`compare_table` returns the table ``mlmci.panel.compare(...).tidy()``
 returns: the same five estimators, the same estimates, standard errors and
 intervals (``tests/test_fastpath.py`` checks them to 1e-10 on random
 balanced and unbalanced panels), computed with a few matrix products instead
@@ -80,7 +80,7 @@ def compare_table(
     invariant: str | Sequence[str] = (),
     cov_type: CovType = "clustered",
     terms: str | Sequence[str] | None = None,
-    level: float = 0.95,
+    prob: float = 0.95,
 ) -> pd.DataFrame:
     """The table of :func:`mlmci.panel.compare` without period effects, in closed form.
 
@@ -105,14 +105,14 @@ def compare_table(
         The coefficients to report, as in
         :meth:`mlmci.panel.PanelComparison.table`; by default all but the
         intercept.
-    level
+    prob
         Coverage of the confidence intervals.
 
     Returns
     -------
     pandas.DataFrame
         ``compare(data, y, x, entity=entity, time=..., invariant=invariant,
-        cov_type=cov_type).table(level=level)``: columns ``estimator, term,
+        cov_type=cov_type).tidy(prob=prob)``: columns ``estimator, term,
         estimate, std_error, ci_low, ci_high, interval``; rows ``x`` and ``z``
         for pooled, between and random effects, ``x`` for fixed effects,
         ``x``, ``z`` and the contextual effects ``{x}_mean`` for Mundlak.
@@ -139,7 +139,7 @@ def compare_table(
     ['pooled', 'pooled', 'between', 'between', 're', 're', 'fe', 'mundlak', 'mundlak', 'mundlak']
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore", IdentificationWarning)
-    ...     slow = compare(data, "y", "x", entity="unit", time="period", invariant="z").table()
+    ...     slow = compare(data, "y", "x", entity="unit", time="period", invariant="z").tidy()
     >>> bool(np.allclose(fast[["estimate", "std_error"]], slow[["estimate", "std_error"]],
     ...                  rtol=1e-10, atol=0))
     True
@@ -186,7 +186,7 @@ def compare_table(
         zs=zs,
         cov_type=cov_type,
         terms=wanted,
-        level=level,
+        prob=prob,
     )
 
 
@@ -195,7 +195,7 @@ def compare_table(
 
 @functools.lru_cache(maxsize=256)
 def _t_quantile(prob: float, df: int) -> float:
-    # A Monte Carlo asks for the same few (level, df) pairs thousands of times.
+    # A Monte Carlo asks for the same few (prob, df) pairs thousands of times.
     return float(stats.t.ppf(prob, df))
 
 
@@ -266,7 +266,7 @@ def _table(
     zs: list[str],
     cov_type: str,
     terms: set[str] | None,
-    level: float,
+    prob: float,
 ) -> pd.DataFrame:
     n_groups = int(codes.max()) + 1 if codes.size else 0
     if n_groups < 2:
@@ -344,8 +344,8 @@ def _table(
     params, cov, df = _ols(mundlak_quasi, y_quasi, codes, n_groups, cov_type)
     fits["mundlak"] = (mundlak_names, params, cov, df)
 
-    label = interval_label(level, "CI")
-    upper = 1.0 - (1.0 - level) / 2.0
+    label = interval_label(prob, "CI")
+    upper = 1.0 - (1.0 - prob) / 2.0
     keys: list[tuple[str, str]] = []
     numbers: list[np.ndarray] = []
     for name in ESTIMATORS:

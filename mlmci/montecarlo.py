@@ -11,7 +11,7 @@ Crowther 2019, Table 6); :func:`compare` gives the paired difference of two
 estimators with its MCSE and the verdict word the prose may use.
 
 A Monte Carlo may fit an estimator through a closed-form fast path (numpy, e.g.
-``mlmci.fastpath``) when a test shows it equal to mlmci's own estimator to
+:mod:`mlmci.fastpath`) when a test shows it equal to mlmci's own estimator to
 1e-10 on random data.
 
 Examples

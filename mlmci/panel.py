@@ -42,8 +42,9 @@ import numpy as np
 import pandas as pd
 from linearmodels.panel import BetweenOLS, PanelOLS, PooledOLS, RandomEffects
 
+from mlmci.config import CI_PROB
 from mlmci.errors import DataError, DataTypeError
-from mlmci.results import interval_label, tidy
+from mlmci.results import Fit, interval_label, tidy
 from mlmci.validation import (
     as_list,
     require_columns,
@@ -197,8 +198,12 @@ class TestResult:
         )
 
 
-class PanelComparison:
+class PanelComparison(Fit):
     """Five panel estimators fitted on one specification; returned by :func:`compare`.
+
+    A comparison of several fits on mlmci's result protocol: ``tidy(prob=...)``
+    stacks every estimator's rows; ``native`` is the dict of linearmodels
+    results; ``summary()`` shows the estimates side by side.
 
     Attributes
     ----------
@@ -294,7 +299,9 @@ class PanelComparison:
         period_means = {f"{p}{MEAN_SUFFIX}" for p in self.period_terms}
         return {CONST, *self.period_terms, *period_means}
 
-    def table(self, *, terms: Sequence[str] | None = None, level: float = 0.95) -> pd.DataFrame:
+    def tidy(
+        self, prob: float | None = None, *, terms: Sequence[str] | None = None
+    ) -> pd.DataFrame:
         """The estimates of every estimator as one tidy table.
 
         Parameters
@@ -304,8 +311,8 @@ class PanelComparison:
             the intercept ``const`` and the period effects (and, in the
             Mundlak model, the entity means of the period dummies). The
             Mundlak model's ``{x}_mean`` rows are its contextual effects.
-        level
-            Coverage of the confidence intervals.
+        prob
+            Coverage of the confidence intervals (default 0.95, :mod:`mlmci.config`).
 
         Returns
         -------
@@ -319,7 +326,7 @@ class PanelComparison:
         >>> from mlmci.simulate import simulate_panel
         >>> data, truth = simulate_panel(n_entities=30, n_periods=4, corr=0.5, seed=1)
         >>> cmp = compare(data, "y", "x", entity="unit", time="period")
-        >>> cmp.table(terms="x").estimator.tolist()
+        >>> cmp.tidy(terms="x").estimator.tolist()
         ['pooled', 'between', 're', 'fe', 'mundlak']
         """
         available = {t for res in self.results.values() for t in res.params.index}
@@ -334,6 +341,7 @@ class PanelComparison:
                     f"available terms: {sorted(available)}."
                 )
             keep = set(terms)
+        level = CI_PROB if prob is None else float(prob)
         label = interval_label(level, "CI")
         rows: list[dict[str, Any]] = []
         for name in ESTIMATORS:
@@ -471,25 +479,48 @@ class PanelComparison:
             cov_type=cov_type,
         )
 
-    def __repr__(self) -> str:
-        head = (
-            f"PanelComparison: {self.y} on {', '.join(self.x)}"
-            + (f"; time-invariant: {', '.join(self.invariant)}" if self.invariant else "")
-            + f"\n{self.n_entities} entities, {self.n_periods} periods, {self.nobs} observations"
-            + f" ({'balanced' if self.balanced else 'unbalanced'});"
-            + f" period effects: {'yes' if self.time_effects else 'no'};"
-            + f" covariance: {self.cov_type}"
+    @property
+    def native(self) -> Mapping[str, Any]:  # type: ignore[override]
+        """The fitted linearmodels results by estimator (the same as :attr:`results`)."""
+        return self.results
+
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        return f"Panel estimators: {self.y} on {', '.join(self.x)}" + (
+            f"; time-invariant: {', '.join(self.invariant)}" if self.invariant else ""
         )
-        tab = self.table()
+
+    @property
+    def diagnostics(self) -> pd.DataFrame:  # type: ignore[override]
+        """Observations and R-squared of every fit."""
+        return pd.DataFrame(
+            {
+                name: {"nobs": int(res.nobs), "rsquared": float(res.rsquared)}
+                for name, res in self.results.items()
+            }
+        ).T
+
+    def summary(self) -> str:
+        head = (
+            f"{self.title}\n{self.n_entities} entities, {self.n_periods} periods, "
+            f"{self.nobs} observations ({'balanced' if self.balanced else 'unbalanced'});"
+            f" period effects: {'yes' if self.time_effects else 'no'};"
+            f" covariance: {self.cov_type}"
+        )
+        tab = self.tidy()
         cells = tab.assign(
             cell=[f"{e:.4f} ({s:.4f})" for e, s in zip(tab.estimate, tab.std_error, strict=True)]
         )
         wide = cells.pivot(index="term", columns="estimator", values="cell")
         order = list(dict.fromkeys(tab.term))
         wide = wide.reindex(index=order, columns=list(ESTIMATORS)).fillna("—")
-        body = wide.to_string()
-        notes = "\n".join(f"  - {n}" for n in self.notes) if self.notes else "  (none)"
-        return f"{head}\nestimate (std. error):\n{body}\nnotes:\n{notes}"
+        notes = "\n".join(f"note: {n}" for n in self.notes)
+        return f"{head}\nestimate (std. error):\n{wide.to_string()}" + (
+            f"\n{notes}" if notes else ""
+        )
+
+    def _summary_table(self) -> pd.DataFrame:
+        return self.tidy()
 
 
 def compare(

@@ -20,11 +20,11 @@ from mlmci.simulate import simulate_panel
 NUMBERS = ["estimate", "std_error", "ci_low", "ci_high"]
 
 
-def _slow(data, y, x, *, invariant=(), cov_type="clustered", level=0.95):
+def _slow(data, y, x, *, invariant=(), cov_type="clustered", prob=0.95):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IdentificationWarning)
         cmp = compare(data, y, x, entity="id", time="t", invariant=invariant, cov_type=cov_type)
-    return cmp.table(level=level)
+    return cmp.tidy(prob=prob)
 
 
 def _assert_same(fast: pd.DataFrame, slow: pd.DataFrame) -> None:
@@ -71,11 +71,11 @@ def _panel(rng, n_entities, n_periods, k, n_invariant, sigma_u, unbalanced, scal
     sigma_u=st.sampled_from([0.0, 0.3, 1.0, 3.0]),
     unbalanced=st.booleans(),
     cov_type=st.sampled_from(COV_TYPES),
-    level=st.sampled_from([0.9, 0.95]),
+    prob=st.sampled_from([0.9, 0.95]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_fast_path_equals_compare(
-    n_entities, n_periods, k, n_invariant, sigma_u, unbalanced, cov_type, level, seed
+    n_entities, n_periods, k, n_invariant, sigma_u, unbalanced, cov_type, prob, seed
 ):
     rng = np.random.default_rng(seed)
     data, xs, zs = _panel(rng, n_entities, n_periods, k, n_invariant, sigma_u, unbalanced)
@@ -83,13 +83,11 @@ def test_fast_path_equals_compare(
     assume(data["t"].nunique() >= 2 and len(data) > data["id"].nunique() + k + 1)
     # a draw in which an entity-mean design is degenerate is compare's job, not ours
     try:
-        fast = compare_table(
-            data, "y", xs, entity="id", invariant=zs, cov_type=cov_type, level=level
-        )
+        fast = compare_table(data, "y", xs, entity="id", invariant=zs, cov_type=cov_type, prob=prob)
     except DataError as exc:
         assume("rank deficient" not in str(exc))
         raise
-    _assert_same(fast, _slow(data, "y", xs, invariant=zs, cov_type=cov_type, level=level))
+    _assert_same(fast, _slow(data, "y", xs, invariant=zs, cov_type=cov_type, prob=prob))
 
 
 @pytest.mark.parametrize("cov_type", COV_TYPES)
@@ -155,7 +153,7 @@ def test_terms_select_rows_as_table_does(terms):
     fast = compare_table(data, "y", "x", entity="id", invariant="z", terms=terms)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IdentificationWarning)
-        slow = compare(data, "y", "x", entity="id", time="t", invariant="z").table(terms=terms)
+        slow = compare(data, "y", "x", entity="id", time="t", invariant="z").tidy(terms=terms)
     _assert_same(fast, slow)
 
 
@@ -228,7 +226,7 @@ def test_time_invariant_regressor_in_x_is_refused(small):
         ({"x": ["x", "x"]}, "distinct"),
         ({"x": ["x", "unit"]}, "distinct"),
         ({"x": "x", "cov_type": "hc3"}, "cov_type"),
-        ({"x": "x", "level": 1.5}, "prob"),
+        ({"x": "x", "prob": 1.5}, "prob"),
     ],
 )
 def test_bad_specification(small, kwargs, match):

