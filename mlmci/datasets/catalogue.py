@@ -25,6 +25,7 @@ import pandas as pd
 
 from mlmci.datasets.card import DataCard
 from mlmci.datasets.sources import Derived, RDataset, Source, Wooldridge
+from mlmci.errors import MlmciError
 
 
 @dataclass(frozen=True)
@@ -465,9 +466,12 @@ _STAR = Entry(
     ),
 )
 
-ENTRIES: tuple[Entry, ...] = (_WAGEPAN, _SLEEPSTUDY, _RADON, _HSB, _STAR)
+# The difference-in-differences chapter's datasets live in their own module (it needs Entry).
+from mlmci.datasets.catalogue_did import DID_ENTRIES  # noqa: E402
+
+ENTRIES: tuple[Entry, ...] = (_WAGEPAN, _SLEEPSTUDY, _RADON, _HSB, _STAR, *DID_ENTRIES)
 
 CATALOGUE: Mapping[str, Entry] = MappingProxyType({entry.card.name: entry for entry in ENTRIES})
 
 if len(CATALOGUE) != len(ENTRIES):
-    raise RuntimeError("two entries of mlmci.datasets.catalogue share a name")
+    raise MlmciError("two entries of mlmci.datasets.catalogue share a name")

@@ -13,11 +13,19 @@ Simulators:
 - :func:`simulate_classroom` — the classroom as a confounder or as an effect
   modifier (regression adjustment vs varying slopes);
 - :func:`simulate_experiment` — a multi-group randomized experiment with
-  heterogeneous group effects (no, complete and partial pooling of group CATEs).
+  heterogeneous group effects (no, complete and partial pooling of group CATEs);
+- :func:`simulate_staggered` — staggered adoption correlated with unit levels,
+  with known cohort x period effects (difference-in-differences).
 """
 
 from mlmci.simulate.classroom import simulate_classroom
 from mlmci.simulate.experiment import simulate_experiment
 from mlmci.simulate.panel import simulate_panel
+from mlmci.simulate.staggered import simulate_staggered
 
-__all__ = ["simulate_classroom", "simulate_experiment", "simulate_panel"]
+__all__ = [
+    "simulate_classroom",
+    "simulate_experiment",
+    "simulate_panel",
+    "simulate_staggered",
+]
