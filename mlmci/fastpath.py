@@ -103,7 +103,7 @@ def compare_table(
         ``"unadjusted"``: the conventions of :func:`mlmci.panel.compare`.
     terms
         The coefficients to report, as in
-        :meth:`mlmci.panel.PanelComparison.table`; by default all but the
+        :meth:`mlmci.panel.PanelComparison.tidy`; by default all but the
         intercept.
     prob
         Coverage of the confidence intervals.

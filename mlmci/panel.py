@@ -577,7 +577,7 @@ def compare(
     Returns
     -------
     PanelComparison
-        The fitted results by name, ``.table()``, ``.hausman()``,
+        The fitted results by name, ``.tidy()``, ``.hausman()``,
         ``.mundlak_test()`` and ``.notes``.
 
     Warns
