@@ -21,11 +21,13 @@ Simulators:
 from mlmci.simulate.classroom import simulate_classroom
 from mlmci.simulate.experiment import simulate_experiment
 from mlmci.simulate.panel import simulate_panel
+from mlmci.simulate.rdd import simulate_rdd
 from mlmci.simulate.staggered import simulate_staggered
 
 __all__ = [
     "simulate_classroom",
     "simulate_experiment",
     "simulate_panel",
+    "simulate_rdd",
     "simulate_staggered",
 ]
