@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmci import bayes, datasets, effects, meta, mixed, panel, pooling
+from mlmci import bayes, datasets, did, effects, meta, mixed, panel, pooling, rdd
 from mlmci.results import TIDY_COLUMNS, Fit
-from mlmci.simulate import simulate_experiment, simulate_panel
+from mlmci.simulate import simulate_experiment, simulate_panel, simulate_rdd, simulate_staggered
 
 
 def _bayes_fit() -> bayes.BayesFit:
@@ -48,7 +48,22 @@ RESULTS = {
     "bayes": _bayes_fit,
     "pooling": lambda: pooling.compare(datasets.load("radon"), "log_radon", "county"),
     "panel": lambda: _panel(),
+    "did etwfe": lambda: _did("etwfe"),
+    "did pooled cells": lambda: _did("pooled_cells"),
+    "rdd rdrobust": lambda: _rdd("rdrobust"),
+    "rdd mlm": lambda: _rdd("mlm"),
 }
+
+
+def _did(method: str) -> did.DidResult:
+    data, _ = simulate_staggered(n_units=60, n_periods=6, seed=3)
+    return did.fit(data, "y", unit="unit", time="period", treatment="treated", method=method)
+
+
+def _rdd(method: str) -> rdd.RDResult:
+    data, _ = simulate_rdd(n_sites=12, n_per_site=120, seed=1)
+    site = None if method == "rdrobust" else "site"
+    return rdd.fit(data, "y", running="x", site=site, method=method, bandwidth=1.0)
 
 
 def _panel() -> panel.PanelComparison:
