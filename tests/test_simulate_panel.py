@@ -81,7 +81,7 @@ def estimates():
             cmp = compare(
                 data, "y", "x", entity="unit", time="period", invariant="z", cov_type="unadjusted"
             )
-        tab = cmp.table(terms=["x", "z"])
+        tab = cmp.tidy(terms=["x", "z"])
         out[corr] = tab.set_index(["estimator", "term"])
     return out
 
