@@ -5,8 +5,8 @@ estimator (two-way fixed effects, extended TWFE cells, random effects with and
 without cohort terms, partially pooled cells, Callaway-Sant'Anna);
 :func:`two_by_two` the canonical 2 x 2 DiD on repeated cross-sections;
 :func:`cohorts` derives adoption cohorts and refuses what DiD cannot handle.
-The implementation lives in :mod:`mlmci.designs.did`; the numpy fast path for
-Monte Carlo studies in :mod:`mlmci.designs.did.fast`.
+The implementation lives in ``mlmci.designs.did``; the numpy fast path for
+Monte Carlo studies (:func:`fast_table`) in ``mlmci.designs.did.fast``.
 
 Examples
 --------

@@ -74,7 +74,7 @@ def simulate_staggered(
     effect, dynamic, size_slope, cohort_sd, cell_sd
         The cell effects (module docstring).
     ar
-        AR(1) coefficient of the errors (|ar| < 1).
+        AR(1) coefficient of the errors (``abs(ar) < 1``).
     sigma, sigma_unit
         SD of the errors and of the unit levels.
     seed

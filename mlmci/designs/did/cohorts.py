@@ -10,7 +10,7 @@ units or cohorts, what the DiD estimators here cannot use as given:
   unit already treated), unless the caller drops those periods;
 - duplicated (unit, period) rows, a treatment that is not 0/1, missing values.
 
-Never-treated units get the cohort :data:`NEVER` (``numpy.inf``).
+Never-treated units get the cohort ``NEVER`` (``numpy.inf``).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def cohorts(data: pd.DataFrame, *, unit: str, time: str, treatment: str) -> pd.S
     -------
     pandas.Series
         Indexed by unit (sorted), named ``"cohort"``: the first treated period,
-        or :data:`NEVER` (``inf``) for units never treated.
+        or ``NEVER`` (``inf``) for units never treated.
 
     Raises
     ------
