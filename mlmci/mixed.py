@@ -264,6 +264,12 @@ class MixedResult(Fit):
         ``e`` selecting ``term`` among the random effects; the first part is the
         uncertainty of the fixed part and its covariance with the BLUP.
         """
+        if len(self.native.matrices.random_structures) > 1:
+            # The per-group algebra below assumes one grouping factor (block-diagonal V).
+            raise ArgumentError(
+                f"predict_groups needs a model with one grouping factor; this one has "
+                f"{self.groups}. Use group_coefficients() for the point predictions."
+            )
         structure = self._structure(group)
         x, z, codes = self.design(group)
         names = list(z.columns)

@@ -213,8 +213,9 @@ def score(
     MSE's divided by ``2 RMSE`` (delta method).
 
     Rows marked failed (a ``failed`` column equal to 1: the fit raised, its
-    estimate is missing) are left out of the metrics and counted in ``fail_rate``;
-    a ``boundary`` column (1 for a boundary fit) gives ``boundary_rate``.
+    estimate is missing) are left out of the metrics; ``fail_rate`` is the share of
+    replications with a failed row, and a ``boundary`` column (1 for a boundary fit)
+    gives ``boundary_rate`` the same way.
 
     Parameters
     ----------
@@ -291,11 +292,13 @@ def score(
     table = pd.DataFrame(rows)
     for flag, name in (("failed", "fail_rate"), ("boundary", "boundary_rate")):
         if flag in draws:
-            rate = (
+            # A share of replications (a fit that failed once counts once, whatever its rows).
+            per_rep = (
                 draws.assign(_flag=draws[flag].fillna(0).astype(float))
-                .groupby(keys, sort=False, observed=True, dropna=False)["_flag"]
-                .mean()
+                .groupby([*keys, cluster], sort=False, observed=True, dropna=False)["_flag"]
+                .max()
             )
+            rate = per_rep.groupby(level=list(range(len(keys))), sort=False).mean()
             table[name] = rate.reindex(pd.MultiIndex.from_frame(table[keys])).to_numpy()
     return table
 

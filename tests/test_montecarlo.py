@@ -154,14 +154,15 @@ def test_score_leaves_out_zero_truths_from_sign_errors():
 
 def test_score_counts_failures_and_boundary_fits():
     draws = _toy_groups().assign(failed=0, boundary=0)
-    draws.loc[(draws["estimator"] == "a") & (draws["rep"] == 1), ["failed", "estimate"]] = [
-        1,
-        np.nan,
-    ]
+    lost = (draws["estimator"] == "a") & (draws["rep"] == 1)
+    draws.loc[lost, ["failed", "estimate"]] = [1, np.nan]
     draws.loc[(draws["estimator"] == "b") & (draws["rep"] == 0), "boundary"] = 1
     table = montecarlo.score(draws).set_index("estimator")
     assert table.loc["a", "fail_rate"] == pytest.approx(0.5)
     assert table.loc["a", "n_reps"] == 1  # the failed replication is not scored
+    # One failed row standing for a whole replication counts as one failed replication.
+    one_row = draws[~(lost & (draws["group"] == 2))]
+    assert montecarlo.score(one_row).set_index("estimator").loc["a", "fail_rate"] == 0.5
     assert table.loc["b", "boundary_rate"] == pytest.approx(0.5)
 
 

@@ -80,7 +80,7 @@ def test_zero_tau_gives_identical_effects():
     assert truth["mean_effect"] == pytest.approx(-0.4)
 
 
-@pytest.mark.parametrize("effect_dist", ["normal", "two_point"])
+@pytest.mark.parametrize("effect_dist", ["normal", "two_point", "student_t"])
 def test_effect_distribution_has_the_stated_mean_and_sd(effect_dist):
     n = 20000
     _, truth = simulate_experiment(
@@ -88,7 +88,8 @@ def test_effect_distribution_has_the_stated_mean_and_sd(effect_dist):
     )
     tau_j = truth["effects"]
     assert abs(tau_j.mean() - 0.3) < 4 * 0.5 / np.sqrt(n)
-    assert tau_j.std() == pytest.approx(0.5, rel=0.03)
+    if effect_dist != "student_t":  # with 3 df the sample SD converges slowly (see below)
+        assert tau_j.std() == pytest.approx(0.5, rel=0.03)
     skew = float(tau_j.skew())
     if effect_dist == "two_point":
         q = 0.1
@@ -97,8 +98,42 @@ def test_effect_distribution_has_the_stated_mean_and_sd(effect_dist):
             [0.3 - 0.5 * np.sqrt(q / (1 - q)), 0.3 + 0.5 * np.sqrt((1 - q) / q)]
         )
         assert skew == pytest.approx((1 - 2 * q) / np.sqrt(q * (1 - q)), rel=0.1)
+    elif effect_dist == "student_t":
+        # t with 3 df: the sample SD converges slowly, heavy tails show in the kurtosis
+        assert float(tau_j.kurt()) > 3
     else:
         assert abs(skew) < 0.1
+
+
+def test_heavy_tailed_effects_have_sd_tau_in_expectation():
+    sds = [
+        simulate_experiment(
+            n_groups=2000, group_size=2, tau=0.5, effect_dist="student_t", effect_df=5, seed=s
+        )[1]["effects"].std()
+        for s in range(20)
+    ]
+    assert np.mean(np.square(sds)) == pytest.approx(0.25, rel=0.1)
+
+
+def test_size_correlated_effects():
+    _, truth = simulate_experiment(
+        n_groups=20000, group_size=20, size_cv=0.8, ate=0.3, tau=0.5, size_corr=0.6, seed=21
+    )
+    tau_j, n = truth["effects"], truth["group_sizes"]
+    # the unweighted superpopulation mean and SD are still ate and tau ...
+    assert abs(tau_j.mean() - 0.3) < 4 * 0.5 / np.sqrt(20000)
+    assert tau_j.std() == pytest.approx(0.5, rel=0.03)
+    # ... the deviations correlate with log size (rounding of sizes blurs it a little) ...
+    assert np.corrcoef(tau_j, np.log(n))[0, 1] == pytest.approx(0.6, abs=0.05)
+    # ... so the size-weighted average is larger than ate
+    assert truth["sample_ate"] > 0.3 + 0.1
+
+
+def test_size_corr_zero_keeps_the_old_draws():
+    first, truth = simulate_experiment(n_groups=7, group_size=9, size_cv=0.5, seed=22)
+    again, same = simulate_experiment(n_groups=7, group_size=9, size_cv=0.5, size_corr=0.0, seed=22)
+    pd.testing.assert_frame_equal(first, again)
+    pd.testing.assert_series_equal(truth["effects"], same["effects"])
 
 
 def test_sample_averages_of_the_effects():
@@ -125,6 +160,10 @@ def test_sample_averages_of_the_effects():
         {"treated_share": 1.0},
         {"two_point_prob": 0.0},
         {"effect_dist": "cauchy"},
+        {"effect_dist": "student_t", "effect_df": 2.0},
+        {"size_corr": 0.5},
+        {"size_corr": 1.5, "size_cv": 0.5},
+        {"n_groups": 2, "group_size": [5, 5], "size_corr": 0.5},
         {"covariate": "uniform"},
     ],
 )

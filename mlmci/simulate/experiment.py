@@ -23,7 +23,17 @@ as in Project STAR):
   probability :math:`q` the value :math:`\\tau\\sqrt{(1-q)/q}`, else
   :math:`-\\tau\\sqrt{q/(1-q)}` (mean 0, SD :math:`\\tau`, skewness
   :math:`(1-2q)/\\sqrt{q(1-q)}`, 2.67 for the default :math:`q = 0.1`: most groups a
-  little below the mean, a few far above it);
+  little below the mean, a few far above it), or heavy-tailed (``"student_t"``:
+  :math:`\\tau\\, t_\\nu \\sqrt{(\\nu - 2)/\\nu}`, a Student :math:`t` with
+  :math:`\\nu` = ``effect_df`` degrees of freedom rescaled to SD :math:`\\tau`);
+* :math:`\\rho` (``size_corr``) correlates the effects with group size: with drawn sizes
+  (``size_cv > 0``), :math:`v_j = \\tau(\\rho z_j + \\sqrt{1-\\rho^2}\\,e_j)`, where
+  :math:`z_j` is :math:`\\log g_j` standardized by its exact superpopulation mean
+  :math:`\\psi(k) - \\log k` and SD :math:`\\sqrt{\\psi'(k)}` (:math:`k = 1/c^2`) and
+  :math:`e_j` is drawn from :math:`F_v` scaled to SD 1. :math:`E[\\tau_j] = \\mu` still,
+  but a size-weighted average of the :math:`\\tau_j` is not :math:`\\mu` (larger than
+  :math:`\\mu` for :math:`\\rho > 0`): estimators that weight groups differently then
+  target different averages;
 * :math:`\\gamma` (``modifier``) makes the effect depend on :math:`w_j`. A model that
   omits :math:`w` as a modifier of the treatment slope then shrinks every group toward
   one mean when the effects cluster by :math:`w` (the "omitted covariate" failure mode
@@ -49,12 +59,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from mlmci.errors import ArgumentError
 
 __all__ = ["simulate_experiment"]
 
-_EFFECT_DISTS = ("normal", "two_point")
+_EFFECT_DISTS = ("normal", "two_point", "student_t")
 _COVARIATES = {"normal": 0.0, "binary": 0.5}  # name -> E[w]
 _COVARIATE_VAR = {"normal": 1.0, "binary": 0.25}
 
@@ -67,8 +78,10 @@ def simulate_experiment(
     ate: float = 0.3,
     tau: float = 0.2,
     treated_share: float = 0.5,
-    effect_dist: Literal["normal", "two_point"] = "normal",
+    effect_dist: Literal["normal", "two_point", "student_t"] = "normal",
     two_point_prob: float = 0.1,
+    effect_df: float = 3.0,
+    size_corr: float = 0.0,
     modifier: float = 0.0,
     covariate: Literal["normal", "binary"] = "normal",
     sd_group: float = 0.5,
@@ -95,9 +108,16 @@ def simulate_experiment(
     treated_share
         Share :math:`p` of each group that is treated, in (0, 1).
     effect_dist
-        Distribution of :math:`v_j`: ``"normal"`` or the skewed ``"two_point"`` mixture.
+        Distribution of :math:`v_j`: ``"normal"``, the skewed ``"two_point"`` mixture or
+        the heavy-tailed ``"student_t"``.
     two_point_prob
         :math:`q`, the probability of the high point of the two-point mixture, in (0, 1).
+    effect_df
+        :math:`\\nu`, the degrees of freedom of ``"student_t"`` effects (> 2, so that their
+        SD is :math:`\\tau`).
+    size_corr
+        :math:`\\rho`, the correlation of the effects' deviations with the standardized log
+        group size, in [-1, 1]; non-zero only with drawn sizes (``size_cv > 0``).
     modifier
         :math:`\\gamma`, the change in the effect per unit of :math:`w_j`.
     covariate
@@ -121,7 +141,8 @@ def simulate_experiment(
         ``ate`` (:math:`\\mu`), ``tau`` (:math:`\\tau`), ``tau_total`` (SD of
         :math:`\\tau_j` in the superpopulation, :math:`\\sqrt{\\tau^2 + \\gamma^2
         \\mathrm{Var}(w)}`), ``modifier``, ``effect_dist``, ``covariate``,
-        ``two_point_prob``, ``sd_group``, ``sd_unit``, ``beta_x``, ``treated_share``
+        ``two_point_prob``, ``effect_df``, ``size_corr``, ``sd_group``, ``sd_unit``,
+        ``beta_x``, ``treated_share``
         (plain floats or strings); ``effects`` (Series of the drawn :math:`\\tau_j`
         indexed by group: the group CATEs), ``mean_effect`` (their unweighted mean, the
         average effect over this sample's groups), ``sample_ate`` (their mean weighted by
@@ -163,6 +184,15 @@ def simulate_experiment(
     for name, value in (("treated_share", treated_share), ("two_point_prob", two_point_prob)):
         if not 0 < value < 1:
             raise ArgumentError(f"{name} must lie strictly between 0 and 1, got {value!r}.")
+    if not (np.isfinite(effect_df) and effect_df > 2):
+        raise ArgumentError(f"effect_df must be a finite number > 2, got {effect_df!r}.")
+    if not (np.isfinite(size_corr) and -1 <= size_corr <= 1):
+        raise ArgumentError(f"size_corr must lie in [-1, 1], got {size_corr!r}.")
+    if size_corr and not (size_cv > 0 and not sizes_given):
+        raise ArgumentError(
+            "size_corr correlates the effects with drawn group sizes, so it needs an integer "
+            f"group_size and size_cv > 0; got size_cv={size_cv!r}."
+        )
     if effect_dist not in _EFFECT_DISTS:
         raise ArgumentError(f"effect_dist must be one of {_EFFECT_DISTS}, got {effect_dist!r}.")
     if covariate not in _COVARIATES:
@@ -182,11 +212,20 @@ def simulate_experiment(
     else:
         w = rng.binomial(1, 0.5, n_groups).astype(float)
     if effect_dist == "normal":
-        v = rng.normal(0.0, 1.0, n_groups) * tau
-    else:
+        e = rng.normal(0.0, 1.0, n_groups)
+    elif effect_dist == "two_point":
         q = two_point_prob
         high = rng.random(n_groups) < q
-        v = tau * np.where(high, np.sqrt((1 - q) / q), -np.sqrt(q / (1 - q)))
+        e = np.where(high, np.sqrt((1 - q) / q), -np.sqrt(q / (1 - q)))
+    else:
+        e = rng.standard_t(effect_df, n_groups) * np.sqrt((effect_df - 2) / effect_df)
+    if size_corr:
+        shape = 1.0 / size_cv**2
+        z = (np.log(draws) - (special.digamma(shape) - np.log(shape))) / np.sqrt(
+            special.polygamma(1, shape)
+        )
+        e = size_corr * z + np.sqrt(1 - size_corr**2) * e
+    v = tau * e
     effects = ate + modifier * (w - _COVARIATES[covariate]) + v
     baselines = rng.normal(0.0, sd_group, n_groups)
 
@@ -219,6 +258,8 @@ def simulate_experiment(
         "effect_dist": effect_dist,
         "covariate": covariate,
         "two_point_prob": float(two_point_prob),
+        "effect_df": float(effect_df),
+        "size_corr": float(size_corr),
         "sd_group": float(sd_group),
         "sd_unit": float(sd_unit),
         "beta_x": float(beta_x),
