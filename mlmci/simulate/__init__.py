@@ -15,7 +15,9 @@ Simulators:
 - :func:`simulate_experiment` — a multi-group randomized experiment with
   heterogeneous group effects (no, complete and partial pooling of group CATEs);
 - :func:`simulate_staggered` — staggered adoption correlated with unit levels,
-  with known cohort x period effects (difference-in-differences).
+  with known cohort x period effects (difference-in-differences);
+- :func:`simulate_rdd` — a multi-site regression discontinuity with known site
+  jumps, slopes and curvature.
 """
 
 from mlmci.simulate.classroom import simulate_classroom
