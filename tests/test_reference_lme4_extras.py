@@ -34,7 +34,7 @@ def glmm_reference() -> pd.Series:
 
 @pytest.fixture(scope="module")
 def glmm() -> mixed.MixedResult:
-    data = pd.read_csv(REF / "lme4_data" / "glmm_logit.csv")
+    data = pd.read_csv(REF / "lme4_glmm_data.csv")
     return mixed.fit("d ~ x + (1 | g)", data, family="binomial")
 
 

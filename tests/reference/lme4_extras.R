@@ -5,7 +5,7 @@
 # Usage (from the repository root):
 #   Rscript tests/reference/lme4_extras.R [OUTDIR]
 # Writes, with 17 significant digits:
-#   lme4_glmm.csv     glmer(d ~ x + (1 | g), binomial) on lme4_data/glmm_logit.csv:
+#   lme4_glmm.csv     glmer(d ~ x + (1 | g), binomial) on lme4_glmm_data.csv:
 #                     fixed effects, SEs (lme4's default: finite-difference Hessian;
 #                     and conditional on theta, from RX), theta, log-likelihood
 #   lme4_condvar.csv  sleepstudy lmer(Reaction ~ Days + (Days | Subject)): each
@@ -18,7 +18,7 @@ fmt <- function(x) sprintf("%.17g", x)
 versions <- sprintf("R %s; lme4 %s", paste(R.version$major, R.version$minor, sep = "."),
                     as.character(packageVersion("lme4")))
 
-data <- read.csv(file.path(here, "lme4_data", "glmm_logit.csv"))
+data <- read.csv(file.path(here, "lme4_glmm_data.csv"))
 tight <- glmerControl(optimizer = "bobyqa", optCtrl = list(rhobeg = 0.2, rhoend = 1e-12, maxfun = 1e6))
 fit <- glmer(d ~ x + (1 | g), data = data, family = binomial, nAGQ = 1, control = tight)
 beta <- fixef(fit)
