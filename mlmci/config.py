@@ -22,5 +22,11 @@ HDI_PROB: float = 0.94
 
 
 def default_prob(*, bayesian: bool) -> float:
-    """The default interval probability for a Bayesian or a frequentist result."""
+    """The default interval probability for a Bayesian or a frequentist result.
+
+    Examples
+    --------
+    >>> default_prob(bayesian=False), default_prob(bayesian=True)
+    (0.95, 0.94)
+    """
     return HDI_PROB if bayesian else CI_PROB

@@ -74,6 +74,17 @@ def resolve(
     """The engine for ``method``: ``engine`` if it can fit it, else the method's default.
 
     Raises :class:`~mlmci.errors.ArgumentError` for an unknown method or a senseless pair.
+
+    Examples
+    --------
+    >>> allowed, defaults = {"no_pooling": (OLS,)}, {"no_pooling": OLS()}
+    >>> resolve("no_pooling", OLS(cov_type="HC2"), allowed=allowed, defaults=defaults)
+    OLS(cov_type='HC2')
+    >>> try:
+    ...     resolve("no_pooling", REML(), allowed=allowed, defaults=defaults)
+    ... except ArgumentError as err:
+    ...     print(str(err).split(":")[0])
+    method 'no_pooling' is fitted by OLS(...), not by REML
     """
     if method not in allowed:
         raise ArgumentError(f"method must be one of {tuple(allowed)}, got {method!r}.")

@@ -271,6 +271,16 @@ class MixedResult(Fit):
         GLS covariance of the fixed effects, ``K_j = G Z_j' V_j^{-1} X_j`` and
         ``e`` selecting ``term`` among the random effects; the first part is the
         uncertainty of the fixed part and its covariance with the BLUP.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mlmci import datasets, mixed
+        >>> res = mixed.fit("reaction ~ days + (days | subject)", datasets.load("sleepstudy"))
+        >>> slope = np.tile([0.0, 1.0], (18, 1))  # each subject's own days slope
+        >>> pred = res.predict_groups(slope, "days")
+        >>> bool(np.allclose(pred["estimate"], res.group_coefficients()["days"]))
+        True
         """
         if len(self.native.matrices.random_structures) > 1:
             # The per-group algebra below assumes one grouping factor (block-diagonal V).

@@ -45,6 +45,8 @@ from mlmci import runmode
 from mlmci.errors import ArgumentError, DataError
 from mlmci.validation import as_list, require_columns, require_dataframe, require_no_missing
 
+__all__ = ["COMPARABLE", "compare", "run", "score"]
+
 Replication = Callable[..., pd.DataFrame]
 
 

@@ -16,7 +16,7 @@ import statsmodels.formula.api as smf
 from pandas.testing import assert_frame_equal
 
 from mlmci import mixed
-from mlmci.errors import ConvergenceError, DataError, DataTypeError
+from mlmci.errors import ArgumentError, ConvergenceError, DataError, DataTypeError
 from mlmci.results import TIDY_COLUMNS
 
 
@@ -286,3 +286,28 @@ def test_wrong_types(small: pd.DataFrame) -> None:
         mixed.fit("y ~ x + (1 | g)", small.to_dict())
     with pytest.raises(DataTypeError, match="'y'"):
         mixed.fit("y ~ x + (1 | g)", small.assign(y=small["y"].astype(str)))
+
+
+def test_predict_groups_and_its_refusals(sleep_fit: mixed.MixedResult) -> None:
+    intercept = np.tile([1.0, 0.0], (18, 1))
+    pred = sleep_fit.predict_groups(intercept, "Intercept")
+    np.testing.assert_allclose(pred["estimate"], sleep_fit.group_coefficients()["Intercept"])
+    # the prediction error exceeds the BLUP's conditional SD: it adds the fixed part's
+    assert (pred["std_error"] ** 2 > sleep_fit.ranef_variance()["Intercept"]).all()
+    with pytest.raises(ArgumentError, match="18 x 2"):
+        sleep_fit.predict_groups(intercept[:3], "Intercept")
+    with pytest.raises(ArgumentError, match="not a varying coefficient"):
+        sleep_fit.predict_groups(intercept, "Reaction")
+
+
+def test_predict_groups_refuses_several_grouping_factors() -> None:
+    rng = np.random.default_rng(5)
+    school = np.repeat(np.arange(10), 20)
+    klass = np.tile(np.repeat(np.arange(2), 10), 10)
+    y = rng.normal(size=10)[school] + rng.normal(0, 0.5, 20)[school * 2 + klass]
+    res = mixed.fit(
+        "y ~ 1 + (1 | school/klass)",
+        pd.DataFrame({"school": school, "klass": klass, "y": y + rng.normal(size=200)}),
+    )
+    with pytest.raises(ArgumentError, match="one grouping factor"):
+        res.predict_groups(np.ones((10, 1)), "Intercept", group="school")
