@@ -473,7 +473,7 @@ def test_fully_pooled_cells_equal_twfe_on_castle():
 
 
 def test_re_cluster_cov_reduces_to_ols_sandwich_without_unit_variance():
-    from mlmci.designs.did.engine import re_cluster_cov
+    from mlmci.sandwich import random_intercept_cov as re_cluster_cov
 
     rng = np.random.default_rng(3)
     codes = np.repeat(np.arange(15), rng.integers(2, 6, size=15))

@@ -17,11 +17,15 @@ Simulators:
 - :func:`simulate_staggered` — staggered adoption correlated with unit levels,
   with known cohort x period effects (difference-in-differences);
 - :func:`simulate_rdd` — a multi-site regression discontinuity with known site
-  jumps, slopes and curvature.
+  jumps, slopes and curvature;
+- :func:`simulate_multisite_iv` — a multi-site randomized trial with non-compliance
+  (assignment as the instrument), with known site LATEs, complier shares and
+  compliance–effect covariance (instrumental variables).
 """
 
 from mlmci.simulate.classroom import simulate_classroom
 from mlmci.simulate.experiment import simulate_experiment
+from mlmci.simulate.iv import simulate_multisite_iv
 from mlmci.simulate.panel import simulate_panel
 from mlmci.simulate.rdd import simulate_rdd
 from mlmci.simulate.staggered import simulate_staggered
@@ -29,6 +33,7 @@ from mlmci.simulate.staggered import simulate_staggered
 __all__ = [
     "simulate_classroom",
     "simulate_experiment",
+    "simulate_multisite_iv",
     "simulate_panel",
     "simulate_rdd",
     "simulate_staggered",

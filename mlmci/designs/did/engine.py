@@ -3,8 +3,6 @@
 - :func:`ols`: a pyfixest ``feols`` fit, returned as names, coefficients and
   covariance (pyfixest keeps the full covariance in the private ``_vcov``).
 - :func:`reml`: a random-intercept model through :func:`mlmci.mixed.fit`.
-- :func:`re_cluster_cov`: the cluster-robust (sandwich) covariance of the
-  random-effects GLS coefficients, for given variance components.
 
 Small-sample conventions (those of pyfixest's ``CRV1``, which follow fixest):
 clustered by unit, ``V = G/(G-1) (n-1)/(n-k) (X̃'X̃)^{-1} M (X̃'X̃)^{-1}`` with
@@ -73,31 +71,3 @@ def reml(formula: str, frame: pd.DataFrame):
 
     return mixed.fit(formula, frame, reml=True)
 
-
-def re_cluster_cov(
-    x: np.ndarray, resid: np.ndarray, codes: np.ndarray, sigma2: float, tau2: float
-) -> np.ndarray:
-    """Cluster-robust covariance of random-intercept GLS coefficients, clustered by unit.
-
-    ``x`` is the fixed-effects design, ``resid = y - x beta``, ``codes`` the
-    unit codes 0..G-1. With ``w_i = sigma2 / (sigma2 + T_i tau2)`` the GLS
-    weight of unit ``i``'s mean, the scores are ``x_i'(r_i - (1 - w_i) r̄_i)``
-    and the bread ``sum_i x_i'(x_i - (1 - w_i) x̄_i)``; the result is scaled by
-    ``G / (G - 1)`` (Stata's ``mixed, vce(cluster)``).
-    """
-    n_groups = int(codes.max()) + 1
-    sizes = np.bincount(codes, minlength=n_groups).astype(float)
-    w = sigma2 / (sigma2 + sizes * tau2)
-    shrink = (1.0 - w)[codes]
-    xbar = np.zeros((n_groups, x.shape[1]))
-    np.add.at(xbar, codes, x)
-    xbar /= sizes[:, None]
-    rbar = np.bincount(codes, weights=resid, minlength=n_groups) / sizes
-    xt = x - shrink[:, None] * xbar[codes]
-    bread = np.linalg.inv(x.T @ xt)
-    rt = resid - shrink * rbar[codes]
-    scores = np.zeros((n_groups, x.shape[1]))
-    np.add.at(scores, codes, x * rt[:, None])
-    meat = scores.T @ scores
-    cov = bread @ meat @ bread.T * n_groups / (n_groups - 1)
-    return (cov + cov.T) / 2

@@ -20,6 +20,7 @@ from mlmci.designs.did import engine
 from mlmci.designs.did.cohorts import Panel, prepare
 from mlmci.designs.did.result import METHOD_NAMES, DidResult
 from mlmci.errors import DataError
+from mlmci.sandwich import random_intercept_cov
 
 __all__ = ["METHODS", "fit"]
 
@@ -282,7 +283,7 @@ def _fit_re(panel: Panel, vcov: str, *, cohort_terms: bool = False) -> DidResult
         resid = frame["_y"].to_numpy(float) - x @ beta_all.to_numpy(float)
         vc = native.variance_components
         tau = float(vc.loc[vc["group"] == "_unit", "estimate"].iloc[0])
-        cov_all = engine.re_cluster_cov(
+        cov_all = random_intercept_cov(
             x, resid, frame["_unit"].to_numpy(), native.sigma**2, tau**2
         )
         df = float(panel.n_units - 1)

@@ -33,6 +33,7 @@ from mlmci.designs.did import engine
 from mlmci.designs.did.cohorts import Panel, prepare
 from mlmci.designs.did.result import DidResult
 from mlmci.errors import DataError
+from mlmci.sandwich import random_intercept_cov
 
 __all__ = ["fast_estimates", "fast_result", "fast_table", "reml_random_intercept"]
 
@@ -253,7 +254,7 @@ class _Core:
             idx = np.arange(x.shape[1] - k, x.shape[1])
             if vcov == "cluster":
                 codes = np.repeat(np.arange(self.g), self.t)
-                cov = engine.re_cluster_cov(x, self.yv - x @ beta, codes, sigma2, tau2)
+                cov = random_intercept_cov(x, self.yv - x @ beta, codes, sigma2, tau2)
                 df = float(self.g - 1)
             else:
                 cov, df = sigma2 * m_inv, None

@@ -1,0 +1,190 @@
+r"""Multi-site IV from site-by-site intention-to-treat and first-stage effects.
+
+In each site :math:`j` the outcome and the treatment are regressed on the
+instrument (and the covariates), giving the site's intention-to-treat effect
+:math:`\widehat{ITT}_j` and first stage :math:`\widehat{FS}_j` with their joint
+heteroskedasticity-robust (HC1) sampling covariance :math:`S_j` (the two
+regressions share their regressors, so the covariance of the two slopes is a
+sandwich in the paired residuals). The site's Wald ratio
+:math:`\widehat{ITT}_j / \widehat{FS}_j` estimates its complier effect (LATE).
+
+The **bivariate random-effects model** (Raudenbush, Reardon & Nomi 2012) treats
+the pairs as
+
+.. math::
+
+    \begin{pmatrix}\widehat{ITT}_j\\ \widehat{FS}_j\end{pmatrix}
+    \sim N\!\left(\mu,\; T + S_j\right),
+
+with :math:`T` the between-site covariance of the true effects, estimated by
+REML (:func:`bivariate_reml`). Empirical Bayes shrinks the *pair*
+:math:`(ITT_j, FS_j)` and each site's LATE is the ratio of its shrunken
+components — shrinkage belongs on the ITT and first stage, not on the ratio,
+whose sampling distribution is far from normal when the first stage is weak
+(de Chaisemartin & Deeb 2024). The ratio of the hyper-means
+:math:`\mu_{ITT}/\mu_{FS}` estimates :math:`E[\gamma_j\beta_j]/E[\gamma_j]`:
+the complier-weighted mean of site LATEs over the population of sites, which
+equals the mean site LATE only when compliance and effects are uncorrelated
+across sites (Reardon, Unlu, Zhu & Bloom 2014).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize
+
+from mlmci.designs.iv.design import IVData
+from mlmci.errors import ArgumentError, DataError
+
+
+@dataclass(frozen=True)
+class SiteEffects:
+    """Per-site ITT and first stage: ``est`` (J, 2), their covariances ``cov`` (J, 2, 2)."""
+
+    est: np.ndarray
+    cov: np.ndarray
+    n_obs: np.ndarray
+    first_stage_f: np.ndarray
+
+
+def site_effects(design: IVData) -> SiteEffects:
+    """Regress outcome and treatment on the instrument within each site (HC1 covariance)."""
+    if design.codes is None:
+        raise ArgumentError("the multi-site methods need `site`.")
+    if design.z.shape[1] != 1:
+        raise ArgumentError(
+            f"the multi-site methods take one instrument, got {list(design.instruments)}: "
+            "use method='2sls_interacted' or 'liml_interacted' for several."
+        )
+    order = np.argsort(design.codes, kind="stable")
+    codes = design.codes[order]
+    starts = np.searchsorted(codes, np.arange(design.n_sites + 1))
+    reg = np.column_stack([np.ones(len(codes)), design.z[order], design.x[order]])
+    lhs = np.column_stack([design.y[order], design.d[order]])
+    k = reg.shape[1]
+    n_sites = design.n_sites
+    est = np.empty((n_sites, 2))
+    cov = np.empty((n_sites, 2, 2))
+    sizes = np.diff(starts)
+    small = np.flatnonzero(sizes <= k + 1)
+    if small.size:
+        raise DataError(
+            f"the sites {[design.sites[i] for i in small[:10]]} have {k + 1} or fewer rows: too "
+            f"few for a regression on the instrument and {k - 2} covariate(s) within the site. "
+            "Drop or merge them."
+        )
+    for j in range(n_sites):
+        X = reg[starts[j] : starts[j + 1]]
+        Y = lhs[starts[j] : starts[j + 1]]
+        xtx_inv = np.linalg.pinv(X.T @ X)
+        coef = xtx_inv @ X.T @ Y
+        resid = Y - X @ coef
+        # Rows of the bread for the instrument's coefficient, applied to each observation.
+        h = X @ xtx_inv[:, 1]
+        scores = h[:, None] * resid
+        n_j = len(X)
+        cov[j] = scores.T @ scores * n_j / (n_j - k)
+        est[j] = coef[1]
+    var_fs = cov[:, 1, 1]
+    return SiteEffects(est=est, cov=cov, n_obs=sizes, first_stage_f=est[:, 1] ** 2 / var_fs)
+
+
+def ratio_with_se(num: float, den: float, cov: np.ndarray) -> tuple[float, float]:
+    """``num / den`` and its delta-method standard error from the 2 x 2 covariance."""
+    r = num / den
+    grad = np.array([1.0 / den, -r / den])
+    return r, float(np.sqrt(max(grad @ cov @ grad, 0.0)))
+
+
+def _inv2(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverses and determinants of a stack of 2 x 2 matrices (J, 2, 2)."""
+    a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
+    det = a * d - b * c
+    inv = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2) / det[:, None, None]
+    return inv, det
+
+
+def _chol_to_t(p: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    l11, l21, l22 = p
+    chol = np.array([[l11, 0.0], [l21, l22]]) * scale[:, None]
+    return chol @ chol.T
+
+
+@dataclass(frozen=True)
+class BivariateFit:
+    """REML fit of the bivariate random-effects model and its empirical-Bayes site effects."""
+
+    mu: np.ndarray
+    mu_cov: np.ndarray
+    tau: np.ndarray
+    shrunk: np.ndarray
+    pev: np.ndarray
+    boundary: bool
+    converged: bool
+    neg_reml: float
+
+
+def bivariate_reml(est: np.ndarray, cov: np.ndarray) -> BivariateFit:
+    """REML for :math:`\\hat\\theta_j \\sim N(\\mu, T + S_j)` with known :math:`S_j` (2 x 2).
+
+    ``T`` is parametrized by its Cholesky factor with non-negative diagonal, so a
+    singular ``T`` (no spread in one component, or perfect correlation) is
+    reachable; ``boundary`` says whether the optimum has a diagonal factor below
+    1e-4 of the scale of the estimates (lme4's rule for a singular fit).
+    """
+    n_sites = len(est)
+    if n_sites < 3:
+        raise DataError(
+            f"a random-effects model of site effects needs 3 or more sites, got {n_sites}."
+        )
+    # Work on the scale of the spread of the estimates, so the tolerances are unit-free.
+    scale = np.sqrt(np.maximum(np.var(est, axis=0), np.mean(cov[:, [0, 1], [0, 1]], axis=0)))
+    scale = np.where(scale > 0, scale, 1.0)
+
+    def parts(p):
+        t = _chol_to_t(p, scale)
+        v_inv, det = _inv2(cov + t)
+        a = v_inv.sum(axis=0)
+        a_inv = np.linalg.inv(a)
+        mu = a_inv @ np.einsum("jab,jb->a", v_inv, est)
+        resid = est - mu
+        quad = np.einsum("ja,jab,jb->", resid, v_inv, resid)
+        value = 0.5 * (np.sum(np.log(det)) + np.log(np.linalg.det(a)) + quad)
+        return value, t, v_inv, a_inv, mu
+
+    def objective(p):
+        value = parts(p)[0]
+        return value if np.isfinite(value) else 1e300
+
+    # Start from the moment estimate T0 = cov(est) - mean(S), projected onto the PSD cone.
+    t0 = np.cov(est.T) - cov.mean(axis=0)
+    w, v = np.linalg.eigh(t0)
+    t0 = (v * np.maximum(w, 1e-4 * np.min(scale**2))) @ v.T
+    l0 = np.linalg.cholesky(t0 / np.outer(scale, scale))
+    starts = [np.array([l0[0, 0], l0[1, 0], l0[1, 1]]), np.array([0.5, 0.0, 0.5])]
+    bounds = [(0.0, None), (None, None), (0.0, None)]
+    best = None
+    for start in starts:
+        res = optimize.minimize(objective, start, method="L-BFGS-B", bounds=bounds)
+        if best is None or res.fun < best.fun:
+            best = res
+    value, t, v_inv, a_inv, mu = parts(best.x)
+    # Empirical Bayes: shrunken pairs and their prediction-error covariance, which adds
+    # the uncertainty of the hyper-mean: PEV_j = S_j V_j^-1 T + S_j V_j^-1 A^-1 V_j^-1 S_j.
+    gain = np.einsum("ab,jbc->jac", t, v_inv)
+    shrunk = mu + np.einsum("jab,jb->ja", gain, est - mu)
+    sv = np.einsum("jab,jbc->jac", cov, v_inv)
+    pev = np.einsum("jab,bc->jac", sv, t) + np.einsum("jab,bc,jdc->jad", sv, a_inv, sv)
+    pev = (pev + np.swapaxes(pev, 1, 2)) / 2
+    return BivariateFit(
+        mu=mu,
+        mu_cov=(a_inv + a_inv.T) / 2,
+        tau=t,
+        shrunk=shrunk,
+        pev=pev,
+        boundary=bool(min(best.x[0], best.x[2]) < 1e-4),
+        converged=bool(best.success),
+        neg_reml=float(value),
+    )
