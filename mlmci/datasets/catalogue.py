@@ -468,6 +468,7 @@ _STAR = Entry(
 
 # The difference-in-differences chapter's datasets live in their own module (it needs Entry).
 from mlmci.datasets.catalogue_did import DID_ENTRIES  # noqa: E402
+from mlmci.datasets.catalogue_iv import IV_ENTRIES  # noqa: E402
 from mlmci.datasets.catalogue_rdd import RDD_ENTRIES  # noqa: E402
 from mlmci.datasets.catalogue_star import STAR_ENTRIES  # noqa: E402
 
@@ -480,6 +481,7 @@ ENTRIES: tuple[Entry, ...] = (
     *DID_ENTRIES,
     *RDD_ENTRIES,
     *STAR_ENTRIES,
+    *IV_ENTRIES,
 )
 
 CATALOGUE: Mapping[str, Entry] = MappingProxyType({entry.card.name: entry for entry in ENTRIES})
