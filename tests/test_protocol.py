@@ -13,9 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmci import bayes, datasets, did, effects, meta, mixed, panel, pooling, rdd
+from mlmci import bayes, datasets, did, effects, iv, meta, mixed, panel, pooling, rdd
+from mlmci.engines import REML
 from mlmci.results import TIDY_COLUMNS, Fit
-from mlmci.simulate import simulate_experiment, simulate_panel, simulate_rdd, simulate_staggered
+from mlmci.simulate import (
+    simulate_experiment,
+    simulate_multisite_iv,
+    simulate_panel,
+    simulate_rdd,
+    simulate_staggered,
+)
 
 
 def _bayes_fit() -> bayes.BayesFit:
@@ -52,7 +59,19 @@ RESULTS = {
     "did pooled cells": lambda: _did("pooled_cells"),
     "rdd rdrobust": lambda: _rdd("rdrobust"),
     "rdd mlm": lambda: _rdd("mlm"),
+    "iv 2sls": lambda: _iv("2sls"),
+    "iv re_mundlak": lambda: _iv("re_mundlak"),
+    "iv per_site": lambda: _iv("per_site"),
+    "iv multisite_re": lambda: _iv("multisite_re"),
 }
+
+
+def _iv(method: str) -> iv.IVResult:
+    data, _ = simulate_multisite_iv(n_sites=10, n_per_site=60, assign_share_sd=0.5, seed=5)
+    engine = REML(allow_boundary=True) if method in ("re_mundlak", "multisite_re") else None
+    return iv.fit(
+        data, "y", treatment="d", instrument="z", site="site", method=method, engine=engine
+    )
 
 
 def _did(method: str) -> did.DidResult:

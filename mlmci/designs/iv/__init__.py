@@ -30,8 +30,10 @@ _ALLOWED: dict[str, tuple[type, ...]] = {
 }
 _DEFAULTS: dict[str, Engine] = {
     **{m: OLS(cov_type="robust") for m in _LINEAR},
-    "re": REML(),
-    "re_mundlak": REML(),
+    # A zero intercept variance in one of the two regressions only makes that one pooled
+    # OLS (the ratio stays consistent); the fit says so in its notes.
+    "re": REML(allow_boundary=True),
+    "re_mundlak": REML(allow_boundary=True),
     "per_site": OLS(cov_type="robust"),
     "multisite_re": REML(),
 }

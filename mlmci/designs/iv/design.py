@@ -121,7 +121,7 @@ def require_within_variation(design: IVData, what: str) -> None:
         spread = group_sums(design.codes, (col - mean[design.codes]) ** 2, n)
         flat = np.flatnonzero(spread <= 1e-12 * max(1.0, float(np.max(np.abs(col))) ** 2))
         if flat.size:
-            labels = [design.sites[i] for i in flat[:10]]
+            labels = design.sites[flat[:10]].tolist()  # Python scalars, not numpy reprs
             more = f" and {flat.size - 10} more" if flat.size > 10 else ""
             raise DataError(
                 f"{what} uses the variation of the instrument {name!r} within each "

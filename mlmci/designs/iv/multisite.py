@@ -71,7 +71,7 @@ def site_effects(design: IVData) -> SiteEffects:
     small = np.flatnonzero(sizes <= k + 1)
     if small.size:
         raise DataError(
-            f"the sites {[design.sites[i] for i in small[:10]]} have {k + 1} or fewer rows: too "
+            f"the sites {design.sites[small[:10]].tolist()} have {k + 1} or fewer rows: too "
             f"few for a regression on the instrument and {k - 2} covariate(s) within the site. "
             "Drop or merge them."
         )

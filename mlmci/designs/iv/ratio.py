@@ -27,7 +27,7 @@ import pandas as pd
 
 from mlmci.designs.iv.design import IVData, group_sums
 from mlmci.designs.iv.multisite import ratio_with_se
-from mlmci.errors import ArgumentError
+from mlmci.errors import ArgumentError, DataError
 from mlmci.sandwich import random_intercept_scores
 
 
@@ -60,11 +60,22 @@ def fit_ratio(design: IVData, *, mundlak: bool, allow_boundary: bool) -> RatioFi
     sizes = np.bincount(codes, minlength=n_sites)
     cols = {"_z": design.z[:, 0]}
     cols.update({f"_x{k}": design.x[:, k] for k in range(design.x.shape[1])})
-    if mundlak:
-        cols["_zbar"] = (group_sums(codes, design.z[:, 0], n_sites) / sizes)[codes]
+    zbar = group_sums(codes, design.z[:, 0], n_sites) / sizes
+    # With the same share assigned in every site, the site mean is collinear with the
+    # intercept and not needed: without between-site variation of the instrument, the
+    # random-intercept fit already identifies its coefficient within sites only.
+    if mundlak and np.ptp(zbar) > 1e-12 * max(1.0, float(np.max(np.abs(zbar)))):
+        cols["_zbar"] = zbar[codes]
     frame = pd.DataFrame({**cols, "_y": design.y, "_d": design.d, "_site": codes})
     rhs = " + ".join(cols)
     x = np.column_stack([np.ones(len(frame)), frame[list(cols)].to_numpy(float)])
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        names = [design.instruments[0], *design.covariates]
+        raise DataError(
+            f"the intercept, {names} and the site mean of the instrument (with "
+            "method='re_mundlak') are collinear: drop a covariate that is constant or a "
+            "combination of the others."
+        )
     fits, influence, coefs = [], [], []
     for lhs in ("_y", "_d"):
         res = mixed.fit(f"{lhs} ~ 1 + {rhs} + (1 | _site)", frame, allow_boundary=allow_boundary)
