@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlmci import datasets, did, meta
-from mlmci.designs.did.fast import fast_estimates, reml_random_intercept
+from mlmci.designs.did.fast import fast_estimates
 from mlmci.errors import DataError, DataTypeError
+from mlmci.fastpath import reml_random_intercept
 from mlmci.simulate import simulate_staggered
 
 KW = dict(unit="unit", time="period", treatment="treated")

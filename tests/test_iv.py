@@ -556,14 +556,14 @@ def test_weak_sites_are_noted():
     )
 
 
-def test_singular_bivariate_fit_needs_allow_boundary():
+def test_singular_bivariate_fit_is_accepted_by_default_and_said():
     # No between-site spread of the first stage: the REML optimum of T is singular.
     data, _ = simulate_multisite_iv(
         n_sites=20, n_per_site=120, compliance_sd=0.0, late_sd=0.3, seed=9
     )
     with pytest.raises(ConvergenceError, match=r"allow_boundary=True"):
-        _fit(data, "multisite_re")
-    res = _fit(data, "multisite_re", REML(allow_boundary=True))
+        _fit(data, "multisite_re", REML(allow_boundary=False))
+    res = _fit(data, "multisite_re")
     assert res.native.boundary and any("singular" in note for note in res.notes)
 
 

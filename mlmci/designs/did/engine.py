@@ -70,4 +70,3 @@ def reml(formula: str, frame: pd.DataFrame):
     from mlmci import mixed
 
     return mixed.fit(formula, frame, reml=True)
-

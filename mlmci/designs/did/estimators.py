@@ -283,9 +283,7 @@ def _fit_re(panel: Panel, vcov: str, *, cohort_terms: bool = False) -> DidResult
         resid = frame["_y"].to_numpy(float) - x @ beta_all.to_numpy(float)
         vc = native.variance_components
         tau = float(vc.loc[vc["group"] == "_unit", "estimate"].iloc[0])
-        cov_all = random_intercept_cov(
-            x, resid, frame["_unit"].to_numpy(), native.sigma**2, tau**2
-        )
+        cov_all = random_intercept_cov(x, resid, frame["_unit"].to_numpy(), native.sigma**2, tau**2)
         df = float(panel.n_units - 1)
     else:
         cov_all = native.vcov.to_numpy(float)

@@ -33,6 +33,7 @@ from mlmci.designs.did import engine
 from mlmci.designs.did.cohorts import Panel, prepare
 from mlmci.designs.did.result import DidResult
 from mlmci.errors import DataError
+from mlmci.fastpath import reml_random_intercept
 from mlmci.sandwich import random_intercept_cov
 
 __all__ = ["fast_estimates", "fast_result", "fast_table", "reml_random_intercept"]
@@ -337,59 +338,6 @@ def _dd(a: np.ndarray, n_units: int, n_times: int) -> np.ndarray:
         + cube.mean((0, 1), keepdims=True)
     )
     return out.reshape(n_units * n_times, -1)
-
-
-def reml_random_intercept(x: np.ndarray, yv: np.ndarray, n_units: int, n_times: int):
-    """REML of ``y = X beta + u_i + e`` on a balanced panel.
-
-    Returns ``beta, sigma2, tau2, M^-1, boundary, criterion`` with ``M`` the
-    GLS cross-product scaled by ``sigma2`` (so ``sigma2 M^-1`` is the model
-    covariance) and ``criterion`` the profiled -2 REML log-likelihood up to a
-    constant.
-    """
-    n, p = x.shape
-    xm = x.reshape(n_units, n_times, p).mean(1)
-    ym = yv.reshape(n_units, n_times).mean(1)
-    ap = n_times * xm.T @ xm
-    aq = x.T @ x - ap
-    bp = n_times * xm.T @ ym
-    bq = x.T @ yv - bp
-    cp = n_times * float(ym @ ym)
-    cq = float(yv @ yv) - cp
-
-    # Diagonalize X'QX and X'PX together once (X'X = X'QX + X'PX = R R'): with
-    # L = R^-T U, L'(X'QX + w X'PX)L = diag(1 - e + w e), so every evaluation of
-    # the criterion below costs O(p) instead of a p x p solve and determinant.
-    chol = np.linalg.cholesky(aq + ap)
-    r_inv = np.linalg.inv(chol)
-    e, u = np.linalg.eigh(r_inv @ ap @ r_inv.T)
-    e = np.clip(e, 0.0, 1.0)
-    lmat = r_inv.T @ u
-    lq, lp = lmat.T @ bq, lmat.T @ bp
-
-    def parts(w: float):
-        d = 1.0 - e + w * e
-        z = (lq + w * lp) / d
-        s = cq + w * cp - float((lq + w * lp) @ z)
-        return d, z, s
-
-    def crit(w: float) -> float:
-        d, _, s = parts(w)
-        return (n - p) * np.log(s) - n_units * np.log(w) + float(np.log(d).sum())
-
-    found = optimize.minimize_scalar(
-        crit, bounds=(1e-12, 1.0), method="bounded", options={"xatol": 1e-12, "maxiter": 500}
-    )
-    w = float(found.x)
-    boundary = crit(1.0) <= crit(w)
-    if boundary:
-        w = 1.0
-    d, z, s = parts(w)
-    beta = lmat @ z
-    m_inv = (lmat / d) @ lmat.T
-    sigma2 = s / (n - p)
-    tau2 = sigma2 * (1.0 / w - 1.0) / n_times
-    return beta, sigma2, tau2, (m_inv + m_inv.T) / 2, boundary, float(crit(w))
 
 
 def fast_result(panel: Panel, method: str, vcov: str = "cluster") -> DidResult:
