@@ -63,7 +63,6 @@ Examples
 from __future__ import annotations
 
 import ast
-import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -75,6 +74,7 @@ from scipy import stats
 
 from mlmci.errors import ArgumentError, ConvergenceError, DataError, DataTypeError
 from mlmci.results import Fit, interval_label, tidy
+from mlmci.threads import single_blas_thread
 from mlmci.validation import require_columns, require_dataframe, require_no_missing, require_numeric
 
 __all__ = ["SINGULAR_TOL", "MixedResult", "fit", "is_singular"]
@@ -237,14 +237,14 @@ class MixedResult(Fit):
     def ranef(self, group: str | None = None) -> pd.DataFrame:
         """Each group's predicted deviations (BLUPs), one row per group, one column per term."""
         structure = self._structure(group)
-        with _single_threaded():
+        with single_blas_thread():
             blups = self.native.ranef()[structure.grouping_factor]
         return self._per_group(structure, blups)
 
     def ranef_variance(self, group: str | None = None) -> pd.DataFrame:
         """Conditional variances of the BLUPs (lme4's ``condVar``), shaped like :meth:`ranef`."""
         structure = self._structure(group)
-        with _single_threaded():
+        with single_blas_thread():
             cond = self.native.ranef(condVar=True).condVar[structure.grouping_factor]
         return self._per_group(structure, cond)
 
@@ -470,7 +470,7 @@ def fit(
                 stacklevel=2,
             )
 
-    with _single_threaded():
+    with single_blas_thread():
         return _fit_checked(
             formula,
             data,
@@ -562,24 +562,6 @@ def _fit_checked(
         },
         _names=names,
     )
-
-
-@functools.cache
-def _blas() -> Any:
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _single_threaded():
-    """Limit the BLAS to one thread (a context manager).
-
-    The dense algebra of a fit is on matrices of a few rows or columns, and a
-    multi-threaded BLAS spends more time waking its threads than computing:
-    sleepstudy took 80 ms a fit on two busy cores, 14 ms single-threaded.
-    mixedlm's sparse Cholesky (Rust) does not use the BLAS.
-    """
-    return _blas().limit(limits=1, user_api="blas")
 
 
 def _fit_native(formula: str, data: pd.DataFrame, *, reml: bool, weights, family: str):

@@ -713,3 +713,181 @@ def test_real_fit_summarizes_group_effects(real_fit):
 @pytest.mark.slow
 def test_real_fit_leaves_the_data_unchanged(real_fit):
     assert_frame_equal(real_fit.df, real_fit.before)
+
+
+# --- sample: a PyMC model bambi cannot express -------------------------------------------
+
+
+def _tiny_pymc_model(*, groups: bool = True):
+    """mu ~ N(0, 10), y_i ~ N(mu, 1) (100 draws), and (``groups``) b_g ~ N(0, 1) unrelated."""
+    import pymc as pm
+
+    y = np.random.default_rng(3).normal(3.0, 1.0, 100)
+    with pm.Model(coords={"g": GROUPS}) as model:
+        mu = pm.Normal("mu", 0.0, 10.0)
+        if groups:
+            pm.Normal("b", 0.0, 1.0, dims="g")
+        pm.Normal("y", mu, 1.0, observed=y)
+    return model, y
+
+
+@pytest.fixture
+def fake_pymc_sample(monkeypatch):
+    """Replace ``pymc.sample`` by a function that records its call and returns ``idata``."""
+    import pymc as pm
+
+    monkeypatch.delenv(bayes.QUICK_ENV, raising=False)
+    monkeypatch.delenv(bayes.runmode.BOOK_ENV, raising=False)
+    record = SimpleNamespace(calls=[], idata=well_mixed())
+
+    def fake_sample(**kwargs):
+        record.calls.append(
+            {
+                "kwargs": kwargs,
+                "model": pm.modelcontext(None),
+                "level": logging.getLogger("pymc").level,
+            }
+        )
+        return record.idata
+
+    monkeypatch.setattr(pm, "sample", fake_sample)
+    return record
+
+
+def test_sample_passes_the_settings_and_returns_the_four_tuple(fake_pymc_sample):
+    model, _ = _tiny_pymc_model()
+    settings = SamplerSettings(
+        chains=3, draws=123, tune=45, seed=7, backend="nutpie", target_accept=0.95, cores=2
+    )
+    out = bayes.sample(model, sampler=settings)
+    assert isinstance(out, tuple) and len(out) == 4
+    idata, diagnostics, gated, used = out
+    assert idata is fake_pymc_sample.idata and gated is True and used is settings
+    assert diagnostics.index.tolist() == ["mu", "b[a]", "b[b]", "b[c]"]
+    (call,) = fake_pymc_sample.calls
+    assert call["model"] is model  # sampled inside the model's context
+    assert {k: call["kwargs"][k] for k in ("draws", "tune", "chains", "cores")} == {
+        "draws": 123,
+        "tune": 45,
+        "chains": 3,
+        "cores": 2,
+    }
+    assert call["kwargs"]["random_seed"] == 7 and call["kwargs"]["target_accept"] == 0.95
+    assert call["kwargs"]["nuts_sampler"] == "nutpie"
+    assert call["kwargs"]["compute_convergence_checks"] is False
+
+
+def test_sample_defaults_to_the_book_settings_and_takes_dict_overrides(fake_pymc_sample):
+    model, _ = _tiny_pymc_model()
+    *_, used = bayes.sample(model)
+    assert used == bayes.SETTINGS
+    *_, used = bayes.sample(model, sampler={"draws": 250, "chains": 1})
+    assert used == bayes.SETTINGS.replace(draws=250, chains=1)
+    kwargs = fake_pymc_sample.calls[-1]["kwargs"]
+    assert (kwargs["draws"], kwargs["chains"], kwargs["cores"]) == (250, 1, 1)
+    with pytest.raises(ValueError, match="'samples'"):
+        bayes.sample(model, sampler={"samples": 10})
+    assert len(fake_pymc_sample.calls) == 2
+
+
+def test_sample_applies_the_gate(fake_pymc_sample):
+    model, _ = _tiny_pymc_model()
+    fake_pymc_sample.idata = stuck()
+    with pytest.raises(ConvergenceError, match="mu: R-hat") as info:
+        bayes.sample(model)
+    assert info.value.diagnostics.index.tolist() == ["mu"]
+    fake_pymc_sample.idata = well_mixed(divergences=3)
+    with pytest.raises(ConvergenceError, match="divergent transitions: 3"):
+        bayes.sample(model)
+    # custom thresholds
+    _, _, gated, _ = bayes.sample(model, gate=GateThresholds(max_divergences=3))
+    assert gated
+
+
+def test_sample_var_names_restricts_the_gate(fake_pymc_sample):
+    model, _ = _tiny_pymc_model()
+    fake_pymc_sample.idata = stuck()  # mu fails, b is well mixed
+    _, diagnostics, gated, _ = bayes.sample(model, var_names=["b"])
+    assert gated and diagnostics.index.tolist() == ["b[a]", "b[b]", "b[c]"]
+    with pytest.raises(ConvergenceError, match="mu: R-hat"):
+        bayes.sample(model, var_names=["mu", "b"])
+    with pytest.raises(DataError, match="'nope'"):
+        bayes.sample(model, var_names=["nope"])
+
+
+def test_sample_without_gate_returns_a_failing_posterior(fake_pymc_sample):
+    model, _ = _tiny_pymc_model()
+    fake_pymc_sample.idata = stuck()
+    idata, diagnostics, gated, _ = bayes.sample(model, gate=False)
+    assert gated is False and idata is fake_pymc_sample.idata
+    assert diagnostics.loc["mu", "r_hat"] > 1.01
+    # var_names restricts the diagnostics of an ungated posterior too
+    _, diagnostics, _, _ = bayes.sample(model, gate=False, var_names=["mu"])
+    assert diagnostics.index.tolist() == ["mu"]
+
+
+def test_sample_in_the_book_refuses_to_skip_the_gate(monkeypatch, fake_pymc_sample):
+    model, _ = _tiny_pymc_model()
+    monkeypatch.setenv(bayes.runmode.BOOK_ENV, "1")
+    with pytest.raises(ConvergenceError, match="never shows an ungated"):
+        bayes.sample(model, gate=False)
+    monkeypatch.setenv(bayes.QUICK_ENV, "1")
+    with pytest.raises(ConvergenceError, match="never shows an ungated"):
+        bayes.sample(model)
+    assert not fake_pymc_sample.calls  # refused before sampling
+    monkeypatch.delenv(bayes.QUICK_ENV)
+    _, _, gated, _ = bayes.sample(model)  # gated: fine in the book
+    assert gated and len(fake_pymc_sample.calls) == 1
+
+
+def test_sample_quiets_the_pymc_logs_unless_progress_is_on(
+    monkeypatch, fake_pymc_sample, pymc_logger
+):
+    model, _ = _tiny_pymc_model()
+    bayes.sample(model, sampler={"progressbar": False})
+    bayes.sample(model, sampler={"progressbar": True})
+    quiet, loud = fake_pymc_sample.calls
+    assert quiet["level"] == logging.ERROR and quiet["kwargs"]["progressbar"] is False
+    assert loud["level"] == logging.INFO and loud["kwargs"]["progressbar"] is True
+    assert pymc_logger.level == logging.INFO
+
+
+def test_sample_quick_mode_mocks_with_prior_draws(monkeypatch):
+    import pymc as pm
+
+    model, _ = _tiny_pymc_model()
+    monkeypatch.setenv(bayes.QUICK_ENV, "1")
+    monkeypatch.delenv(bayes.runmode.BOOK_ENV, raising=False)
+    original = pm.sample
+    sampler = {"chains": 2, "draws": 5000, "tune": 50, "backend": "nutpie"}
+    idata, diagnostics, gated, used = bayes.sample(model, sampler=sampler)
+    assert pm.sample is original
+    assert gated is False
+    assert (used.draws, used.tune, used.chains) == (bayes.QUICK_DRAWS, 50, 2)
+    assert used.backend == "pymc"  # PyMC's mock sampled it, whatever was asked
+    assert (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]) == (2, bayes.QUICK_DRAWS)
+    # prior draws, not a posterior: mu keeps its prior spread (sd 10), not the data's 0.1
+    assert float(idata.posterior["mu"].std()) > 3
+    assert set(diagnostics.index) == {"mu", "b[a]", "b[b]", "b[c]"}
+    _, diagnostics, _, _ = bayes.sample(model, var_names=["mu"])
+    assert diagnostics.index.tolist() == ["mu"]
+
+
+@pytest.mark.slow
+def test_sample_real_tiny_model_passes_the_gate(monkeypatch):
+    monkeypatch.delenv(bayes.QUICK_ENV, raising=False)
+    model, y = _tiny_pymc_model(groups=False)
+    # one core: on a 2-core machine, spawning chain processes costs more than it saves
+    sampler = {"chains": 4, "draws": 500, "tune": 500, "cores": 1, "progressbar": False}
+    idata, diagnostics, gated, used = bayes.sample(model, sampler=sampler)
+    assert gated and used == bayes.SETTINGS.replace(**sampler)
+    assert (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]) == (4, 500)
+    assert diagnostics.index.tolist() == ["mu"]
+    assert (diagnostics["r_hat"] <= 1.01).all()
+    assert (diagnostics[["ess_bulk", "ess_tail"]] >= 400).all(axis=None)
+    # the conjugate posterior: precision n + 1/100, mean sum(y) / (n + 1/100)
+    precision = len(y) + 0.01
+    post = idata.posterior["mu"]
+    mcse = 1 / np.sqrt(precision * float(diagnostics.loc["mu", "ess_bulk"]))
+    assert abs(float(post.mean()) - y.sum() / precision) < 4 * mcse
+    assert float(post.std()) == pytest.approx(1 / np.sqrt(precision), rel=0.1)

@@ -29,6 +29,7 @@ from scipy import stats
 from mlmci.designs.iv.design import IVData, demean, group_sums
 from mlmci.designs.iv.multisite import bivariate_reml, ratio_with_se, site_effects
 from mlmci.errors import ArgumentError
+from mlmci.threads import one_blas_thread
 
 __all__ = ["FAST_METHODS", "fast_estimates"]
 
@@ -101,6 +102,7 @@ def _ratio(design: IVData, mundlak: bool):
     return ratio_with_se(coefs[0], coefs[1], cov), float(n_sites - 1)
 
 
+@one_blas_thread
 def fast_estimates(
     y: np.ndarray,
     d: np.ndarray,

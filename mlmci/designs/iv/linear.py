@@ -18,7 +18,6 @@ degrees-of-freedom conventions are set explicitly:
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +25,7 @@ import pandas as pd
 
 from mlmci.designs.iv.design import IVData, demean
 from mlmci.errors import ArgumentError
+from mlmci.threads import one_blas_thread
 
 COV_TYPES = ("robust", "unadjusted", "clustered")
 
@@ -56,29 +56,7 @@ def instruments_matrix(design: IVData, interacted: bool) -> tuple[np.ndarray, li
     return np.hstack(cols), labels
 
 
-@functools.cache
-def _blas():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _one_blas_thread(func):
-    """Run ``func`` with the BLAS on one thread (as :func:`mlmci.mixed.fit` does).
-
-    The matrices have a few columns; a multi-threaded BLAS spends more time waking its
-    threads than computing: Card's 2SLS took 0.2-1.9 s on two busy cores, 30 ms on one.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        with _blas().limit(limits=1, user_api="blas"):
-            return func(*args, **kwargs)
-
-    return wrapper
-
-
-@_one_blas_thread
+@one_blas_thread
 def fit_linear(design: IVData, *, method: str, cov_type: str) -> LinearFit:
     """Fit ``"ols"``, ``"2sls"``, ``"liml"`` or their ``"_interacted"`` variants."""
     from linearmodels.iv import IV2SLS, IVLIML

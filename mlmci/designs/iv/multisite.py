@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from mlmci.designs.iv.design import IVData
+from mlmci.designs.iv.design import IVData, group_sums
 from mlmci.errors import ArgumentError, DataError
 
 
@@ -85,8 +85,22 @@ def site_effects(design: IVData) -> SiteEffects:
     np.add.at(cov, codes, scores[:, :, None] * scores[:, None, :])
     cov *= (sizes / (sizes - k))[:, None, None]
     est = coef[:, 1, :]
+    d_spread = group_sums(
+        codes, (design.d - (group_sums(codes, design.d, n_sites) / sizes)[codes]) ** 2, n_sites
+    )
+    flat = np.flatnonzero(d_spread <= 1e-12)
+    if flat.size:
+        raise DataError(
+            f"the treatment {design.treatment!r} is constant within the sites "
+            f"{design.sites[flat[:10]].tolist()}: their first stage is zero with no sampling "
+            "error and their LATE is not defined. Drop them (say how many) before a "
+            "site-by-site method."
+        )
     var_fs = cov[:, 1, 1]
-    return SiteEffects(est=est, cov=cov, n_obs=sizes, first_stage_f=est[:, 1] ** 2 / var_fs)
+    # A site where every unit complies has a first stage of 1 known exactly (F infinite).
+    with np.errstate(divide="ignore"):
+        f_stat = np.where(var_fs > 0, est[:, 1] ** 2 / np.where(var_fs > 0, var_fs, 1.0), np.inf)
+    return SiteEffects(est=est, cov=cov, n_obs=sizes, first_stage_f=f_stat)
 
 
 def ratio_with_se(num: float, den: float, cov: np.ndarray) -> tuple[float, float]:

@@ -44,7 +44,7 @@ from mlmci.designs.iv.design import IVData, demean
 from mlmci.engines import Bayes
 from mlmci.results import Fit
 
-__all__ = ["IVBayesResult", "build_model", "fit_bayes"]
+__all__ = ["IVBayesResult", "build_model", "fit_bayes", "prior_draws"]
 
 #: The posterior variables the convergence gate checks: the parameters the chapter reads
 #: (means, SDs, correlations, slopes), not the Cholesky factors they are computed from.
@@ -106,13 +106,16 @@ def build_model(design: IVData):
         # LKJ(2) on a 2 x 2 correlation is (r + 1) / 2 ~ Beta(2, 2); written out, the graph
         # stays elementwise (fast to compile and to differentiate).
         corr_site = pm.Deterministic("corr_site", 2 * pm.Beta("corr_site_01", 2.0, 2.0) - 1)
-        # Centred (every site has many observations, so its coefficients are well
-        # determined): pi_j, then beta_j given pi_j.
+        # First stages are well determined in every site (centred); a site's LATE is a
+        # ratio and can be poorly determined where compliance is low, so beta_j is
+        # non-centred given pi_j (the centred form failed the gate on STAR grade 3).
         pi = pm.Normal("pi", mu[0], sd_site[0], dims="site")
-        beta = pm.Normal(
+        beta_offset = pm.Normal("beta_offset", 0.0, 1.0, dims="site")
+        beta = pm.Deterministic(
             "beta",
-            mu[1] + corr_site * sd_site[1] / sd_site[0] * (pi - mu[0]),
-            sd_site[1] * pt.sqrt(1 - corr_site**2),
+            mu[1]
+            + corr_site * sd_site[1] / sd_site[0] * (pi - mu[0])
+            + sd_site[1] * pt.sqrt(1 - corr_site**2) * beta_offset,
             dims="site",
         )
         c_d = pm.Normal("c_d", 0.0, 1.0, dims="covariate")
@@ -155,6 +158,32 @@ def build_model(design: IVData):
         pm.Deterministic("corr_resid_dy", corr_resid)
         pm.Deterministic("site_late", beta * to_late, dims="site")
     return model
+
+
+def prior_draws(design: IVData, *, draws: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Draws from the model's prior of the quantities the chapter reads, on the data's scale.
+
+    The columns are ``late_mean, late_sd, first_stage_mean, first_stage_sd,
+    corr_first_stage_late``: the prior check of what the group SDs and the
+    correlation may be before the data speak. (The likelihood is a Potential,
+    which prior sampling ignores, as it should.)
+    """
+    import logging
+    import warnings
+
+    import pymc as pm
+
+    names = ["late_mean", "late_sd", "first_stage_mean", "first_stage_sd", "corr_first_stage_late"]
+    log = logging.getLogger("pymc")
+    level = log.level
+    log.setLevel(logging.ERROR)  # "Sampling: [...]" would reach a page's stderr
+    try:
+        with build_model(design), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Potentials are ignored": intended
+            prior = pm.sample_prior_predictive(draws=draws, random_seed=seed, var_names=names)
+    finally:
+        log.setLevel(level)
+    return pd.DataFrame({n: prior.prior[n].to_numpy().ravel() for n in names})
 
 
 @dataclass(repr=False)
