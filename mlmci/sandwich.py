@@ -21,6 +21,16 @@ import numpy as np
 __all__ = ["random_intercept_cov", "random_intercept_scores"]
 
 
+def _group_sums(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Column sums of ``values`` (n, k) per group (one bincount per column; np.add.at is slow)."""
+    return np.column_stack(
+        [
+            np.bincount(codes, weights=values[:, k], minlength=n_groups)
+            for k in range(values.shape[1])
+        ]
+    )
+
+
 def random_intercept_scores(
     x: np.ndarray, resid: np.ndarray, codes: np.ndarray, sigma2: float, tau2: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -45,15 +55,12 @@ def random_intercept_scores(
     sizes = np.bincount(codes, minlength=n_groups).astype(float)
     w = sigma2 / (sigma2 + sizes * tau2)
     shrink = (1.0 - w)[codes]
-    xbar = np.zeros((n_groups, x.shape[1]))
-    np.add.at(xbar, codes, x)
-    xbar /= sizes[:, None]
+    xbar = _group_sums(codes, x, n_groups) / sizes[:, None]
     rbar = np.bincount(codes, weights=resid, minlength=n_groups) / sizes
     xt = x - shrink[:, None] * xbar[codes]
     bread_inv = np.linalg.inv(x.T @ xt)
     rt = resid - shrink * rbar[codes]
-    scores = np.zeros((n_groups, x.shape[1]))
-    np.add.at(scores, codes, x * rt[:, None])
+    scores = _group_sums(codes, x * rt[:, None], n_groups)
     return bread_inv, scores
 
 

@@ -92,13 +92,19 @@ def prepare(
 
 
 def group_sums(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
-    """Column sums of ``values`` (n,) or (n, k) within each group code 0..n_groups-1."""
+    """Sums of ``values`` (n, ...) within each group code 0..n_groups-1 (shape (n_groups, ...)).
+
+    One ``np.bincount`` per column: linear in the data, and an order of magnitude
+    faster than ``np.add.at`` (which a Monte Carlo loop calls thousands of times).
+    """
     values = np.asarray(values, dtype=float)
-    if values.ndim == 1:
-        return np.bincount(codes, weights=values, minlength=n_groups)
-    out = np.zeros((n_groups, values.shape[1]))
-    np.add.at(out, codes, values)
-    return out
+    flat = values.reshape(len(codes), -1)
+    if flat.shape[1] == 0:
+        return np.zeros((n_groups, *values.shape[1:]))
+    out = np.column_stack(
+        [np.bincount(codes, weights=flat[:, k], minlength=n_groups) for k in range(flat.shape[1])]
+    )
+    return out.reshape((n_groups, *values.shape[1:]))
 
 
 def demean(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlmci.designs.iv.design import IVData, demean
+from mlmci.designs.iv.design import IVData, demean, group_sums
 from mlmci.errors import ArgumentError
 from mlmci.threads import one_blas_thread
 
@@ -137,7 +137,6 @@ def first_stage_f(
         cov = bread @ (scores.T @ scores) @ bread
     else:
         g = design.n_sites
-        scores = np.zeros((g, m))
-        np.add.at(scores, design.codes, zmat * e[:, None])
+        scores = group_sums(design.codes, zmat * e[:, None], g)
         cov = bread @ (scores.T @ scores) @ bread * g / (g - 1) * (n - 1) / (n - k)
     return float(pi @ np.linalg.pinv(cov) @ pi / m)

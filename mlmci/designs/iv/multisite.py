@@ -71,18 +71,15 @@ def site_effects(design: IVData) -> SiteEffects:
             "Drop or merge them."
         )
     # All sites' regressions at once, from per-site cross-products (one batched solve).
-    xtx = np.zeros((n_sites, k, k))
-    np.add.at(xtx, codes, reg[:, :, None] * reg[:, None, :])
-    xty = np.zeros((n_sites, k, 2))
-    np.add.at(xty, codes, reg[:, :, None] * lhs[:, None, :])
+    xtx = group_sums(codes, reg[:, :, None] * reg[:, None, :], n_sites)
+    xty = group_sums(codes, reg[:, :, None] * lhs[:, None, :], n_sites)
     xtx_inv = np.linalg.pinv(xtx)
     coef = xtx_inv @ xty  # (J, k, 2)
     resid = lhs - np.einsum("ik,ikm->im", reg, coef[codes])
     # HC1 sandwich of the instrument's slope in both regressions: h_i = x_i'(X'X)^-1 e_2.
     h = np.einsum("ik,ik->i", reg, xtx_inv[codes, :, 1])
     scores = h[:, None] * resid
-    cov = np.zeros((n_sites, 2, 2))
-    np.add.at(cov, codes, scores[:, :, None] * scores[:, None, :])
+    cov = group_sums(codes, scores[:, :, None] * scores[:, None, :], n_sites)
     cov *= (sizes / (sizes - k))[:, None, None]
     est = coef[:, 1, :]
     d_spread = group_sums(

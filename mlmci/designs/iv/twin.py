@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlmci.designs.iv.design import IVData, demean
+from mlmci.designs.iv.design import IVData, demean, group_sums
 from mlmci.engines import Bayes
 from mlmci.results import Fit
 
@@ -76,8 +76,7 @@ def _moments(design: IVData):
         ]
     )
     w = demean(codes, w, n_sites)
-    moments = np.zeros((n_sites, w.shape[1], w.shape[1]))
-    np.add.at(moments, codes, np.einsum("ia,ib->iab", w, w))
+    moments = group_sums(codes, np.einsum("ia,ib->iab", w, w), n_sites)
     sizes = np.bincount(codes, minlength=n_sites)
     return moments, sizes, scale_y, scale_d
 
