@@ -395,6 +395,37 @@ def _resolve_settings(sampler: SamplerSettings | Mapping[str, Any] | None) -> Sa
     )
 
 
+def _quick_settings(settings: SamplerSettings) -> SamplerSettings:
+    """Quick mode (chapter tests): few draws, and PyMC's sampler, which the mock replaces."""
+    return settings.replace(
+        draws=min(settings.draws, QUICK_DRAWS), tune=min(settings.tune, QUICK_DRAWS), backend="pymc"
+    )
+
+
+def _sampler_kwargs(settings: SamplerSettings) -> dict[str, Any]:
+    """The arguments bambi's ``Model.fit`` and ``pymc.sample`` share."""
+    return {
+        "draws": settings.draws,
+        "tune": settings.tune,
+        "chains": settings.chains,
+        "cores": min(settings.cores, settings.chains),
+        "random_seed": settings.seed,
+        "target_accept": settings.target_accept,
+        "progressbar": settings.show_progress,
+        "compute_convergence_checks": False,
+    }
+
+
+def _gate(
+    idata: az.InferenceData, gate: bool | GateThresholds, gated: bool, var_names=None
+) -> pd.DataFrame:
+    """The diagnostics: through the convergence gate when ``gated``, else only reported."""
+    if not gated:
+        return diagnose(idata, var_names=var_names)
+    thresholds = gate if isinstance(gate, GateThresholds) else GateThresholds()
+    return check_convergence(idata, var_names=var_names, **dataclasses.asdict(thresholds))
+
+
 def _formula_variables(formula: str) -> set[str]:
     from formulae import model_description
 
@@ -476,30 +507,11 @@ def fit(
     if quick:
         # Chapter smoke tests: draws from the prior stand in for MCMC (pymc.testing's mock),
         # so every cell runs in seconds; the result is marked ungated.
-        settings = settings.replace(
-            draws=min(settings.draws, QUICK_DRAWS),
-            tune=min(settings.tune, QUICK_DRAWS),
-            backend="pymc",
-        )
-    quiet = not settings.show_progress
-    with _quiet_sampler(quiet), _mocked_sampling(quick):
-        idata = model.fit(
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=settings.chains,
-            cores=min(settings.cores, settings.chains),
-            random_seed=settings.seed,
-            target_accept=settings.target_accept,
-            inference_method=settings.backend,
-            progressbar=settings.show_progress,
-            compute_convergence_checks=False,
-        )
+        settings = _quick_settings(settings)
+    with _quiet_sampler(not settings.show_progress), _mocked_sampling(quick):
+        idata = model.fit(**_sampler_kwargs(settings), inference_method=settings.backend)
     gated = not (gate is False or quick)
-    if not gated:
-        diagnostics = diagnose(idata)
-    else:
-        thresholds = gate if isinstance(gate, GateThresholds) else GateThresholds()
-        diagnostics = check_convergence(idata, **dataclasses.asdict(thresholds))
+    diagnostics = _gate(idata, gate, gated)
     return BayesFit(
         model=model,
         idata=idata,
@@ -558,12 +570,7 @@ def sample(
     gated = not (gate is False or quick)
     _refuse_ungated_in_book(gated)
     if quick:
-        # as fit(): the mock is PyMC's, and the settings returned say so
-        settings = settings.replace(
-            draws=min(settings.draws, QUICK_DRAWS),
-            tune=min(settings.tune, QUICK_DRAWS),
-            backend="pymc",
-        )
+        settings = _quick_settings(settings)  # as fit(): the settings returned say so
     with (
         _quiet_sampler(not settings.show_progress),
         _mocked_sampling(quick),
@@ -574,22 +581,5 @@ def sample(
             # The mock draws from the prior, which ignores a Potential (the result says it
             # is no posterior); PyMC's warning would reach a chapter test's stderr.
             warnings.filterwarnings("ignore", "The effect of Potentials", UserWarning)
-        idata = pm.sample(
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=settings.chains,
-            cores=min(settings.cores, settings.chains),
-            random_seed=settings.seed,
-            target_accept=settings.target_accept,
-            nuts_sampler=settings.backend,
-            progressbar=settings.show_progress,
-            compute_convergence_checks=False,
-        )
-    if gated:
-        thresholds = gate if isinstance(gate, GateThresholds) else GateThresholds()
-        diagnostics = check_convergence(
-            idata, var_names=var_names, **dataclasses.asdict(thresholds)
-        )
-    else:
-        diagnostics = diagnose(idata, var_names=var_names)
-    return idata, diagnostics, gated, settings
+        idata = pm.sample(**_sampler_kwargs(settings), nuts_sampler=settings.backend)
+    return idata, _gate(idata, gate, gated, var_names), gated, settings

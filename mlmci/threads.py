@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 __all__ = ["one_blas_thread", "single_blas_thread"]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @functools.cache
@@ -30,7 +28,7 @@ def single_blas_thread() -> Any:
     return _controller().limit(limits=1, user_api="blas")
 
 
-def one_blas_thread(func: F) -> F:
+def one_blas_thread(func: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate ``func`` to run with the BLAS on one thread."""
 
     @functools.wraps(func)
@@ -38,4 +36,4 @@ def one_blas_thread(func: F) -> F:
         with single_blas_thread():
             return func(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper

@@ -42,7 +42,7 @@ _DEFAULTS: dict[str, Engine] = {
 
 
 class WeakInstrumentWarning(UserWarning):
-    """The first stage is weak (F below :data:`WEAK_F`): the IV estimate is unreliable."""
+    """The first stage is weak (F below ``WEAK_F``): the IV estimate is unreliable."""
 
 
 def fit(
@@ -84,11 +84,11 @@ def fit(
         instrument. ``"per_site"``: one Wald ratio per site (no pooling).
         ``"multisite_re"``: the bivariate random-effects model of the site ITT
         and first-stage effects (REML; ``engine=Bayes(...)`` fits the joint
-        Bayesian model instead, :mod:`mlmci.designs.iv.twin`).
+        Bayesian model instead, ``mlmci.designs.iv.twin``).
     engine
         ``OLS(cov_type=...)`` for the single-equation and per-site methods:
         ``"robust"`` (default), ``"unadjusted"`` or ``"clustered"`` (by site);
-        see :mod:`mlmci.designs.iv.linear` for the degrees-of-freedom
+        see ``mlmci.designs.iv.linear`` for the degrees-of-freedom
         conventions. ``REML(allow_boundary=...)`` for ``"re"``, ``"re_mundlak"``
         and ``"multisite_re"``; ``Bayes(...)`` for ``"multisite_re"``.
 
@@ -111,7 +111,7 @@ def fit(
     Warns
     -----
     WeakInstrumentWarning
-        The first-stage F is below :data:`WEAK_F`.
+        The first-stage F is below ``WEAK_F``.
 
     Examples
     --------

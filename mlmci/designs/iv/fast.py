@@ -13,7 +13,7 @@ a Monte Carlo study of multi-site IV needs:
   (:func:`mlmci.fastpath.reml_random_intercept`) and the joint cluster-robust
   sandwich — equal to :func:`mlmci.iv.fit` to the REML optimizers' tolerance;
 - ``"per_site"``, ``"multisite_re"``: the same code as :func:`mlmci.iv.fit`
-  (:mod:`mlmci.designs.iv.multisite`), with the per-site rows.
+  (``mlmci.designs.iv.multisite``), with the per-site rows.
 
 The tests (``tests/test_iv_fast.py``) hold each method to :func:`mlmci.iv.fit`.
 """

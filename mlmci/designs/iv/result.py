@@ -54,7 +54,7 @@ class IVResult(Fit):
         are built from them at the ``prob`` asked for (t on ``df``, normal when
         ``df`` is missing).
     cov_type : str
-        The standard errors' convention (see :mod:`mlmci.designs.iv.linear`).
+        The standard errors' convention (see ``mlmci.designs.iv.linear``).
     """
 
     method: str
@@ -93,6 +93,6 @@ class IVResult(Fit):
 
     @property
     def sites(self) -> pd.DataFrame:
-        """The per-site rows of :meth:`tidy` (empty for methods without them)."""
+        """The per-site rows of ``tidy()`` (empty for methods without them)."""
         table = self.tidy()
         return table[table["group"].notna()].reset_index(drop=True)
