@@ -55,6 +55,7 @@ from scipy import optimize, stats
 from mlmci.errors import DataError
 from mlmci.panel import CONST, COV_TYPES, ESTIMATORS, MEAN_SUFFIX, CovType, stata_cluster_factor
 from mlmci.results import interval_label
+from mlmci.transforms import group_sums
 from mlmci.validation import (
     as_list,
     require_columns,
@@ -199,13 +200,6 @@ def _t_quantile(prob: float, df: int) -> float:
     return float(stats.t.ppf(prob, df))
 
 
-def _group_sums(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
-    """Column sums of ``values`` (n × k) within each group: a G × k array."""
-    return np.stack(
-        [np.bincount(codes, weights=col, minlength=n_groups) for col in values.T], axis=1
-    )
-
-
 def _check_rank(design: np.ndarray, names: list[str], estimator: str) -> None:
     lengths = np.linalg.norm(design, axis=0)
     if np.any(lengths == 0) or np.linalg.svd(design / lengths, compute_uv=False)[-1] < _RANK_TOL:
@@ -244,7 +238,7 @@ def _ols(
         return params, cov, df_resid
     scores = design * resid[:, None]
     if cov_type == "clustered" and codes is not None:
-        scores = _group_sums(codes, scores, n_groups)
+        scores = group_sums(codes, scores, n_groups)
     meat = scores.T @ scores
     if absorbed and cov_type == "clustered":
         # Fixed effects: the absorbed entity effects nest within the clusters
@@ -277,7 +271,7 @@ def _table(
 
     # Entity means, and the same means on every row.
     raw = np.column_stack([yv, xv, zv])
-    means = _group_sums(codes, raw, n_groups) / counts[:, None]
+    means = group_sums(codes, raw, n_groups) / counts[:, None]
     rows_mean = means[codes]
     if zs:
         varies = np.abs(zv - rows_mean[:, 1 + kx :]).max(axis=0) > 1e-9 * (

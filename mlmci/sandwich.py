@@ -18,17 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlmci.transforms import group_sums
+
 __all__ = ["random_intercept_cov", "random_intercept_scores"]
-
-
-def _group_sums(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
-    """Column sums of ``values`` (n, k) per group (one bincount per column; np.add.at is slow)."""
-    return np.column_stack(
-        [
-            np.bincount(codes, weights=values[:, k], minlength=n_groups)
-            for k in range(values.shape[1])
-        ]
-    )
 
 
 def random_intercept_scores(
@@ -55,12 +47,12 @@ def random_intercept_scores(
     sizes = np.bincount(codes, minlength=n_groups).astype(float)
     w = sigma2 / (sigma2 + sizes * tau2)
     shrink = (1.0 - w)[codes]
-    xbar = _group_sums(codes, x, n_groups) / sizes[:, None]
+    xbar = group_sums(codes, x, n_groups) / sizes[:, None]
     rbar = np.bincount(codes, weights=resid, minlength=n_groups) / sizes
     xt = x - shrink[:, None] * xbar[codes]
     bread_inv = np.linalg.inv(x.T @ xt)
     rt = resid - shrink * rbar[codes]
-    scores = _group_sums(codes, x * rt[:, None], n_groups)
+    scores = group_sums(codes, x * rt[:, None], n_groups)
     return bread_inv, scores
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from mlmci.errors import DataError
@@ -124,3 +125,27 @@ def within_between(
         out[f"{c}{BETWEEN_SUFFIX}"] = means[c]
         out[f"{c}{WITHIN_SUFFIX}"] = values[c] - means[c]
     return out
+
+
+def group_sums(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Sums of ``values`` (n, ...) within each group code 0..n_groups-1 (shape (n_groups, ...)).
+
+    The array-level helper the fast paths and sandwiches share: one ``np.bincount``
+    per column, linear in the data and an order of magnitude faster than
+    ``np.add.at`` (which a Monte Carlo loop calls thousands of times).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> group_sums(np.array([0, 1, 0]), np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), 2)
+    array([[6., 8.],
+           [3., 4.]])
+    """
+    values = np.asarray(values, dtype=float)
+    flat = values.reshape(len(codes), -1)
+    if flat.shape[1] == 0:
+        return np.zeros((n_groups, *values.shape[1:]))
+    out = np.column_stack(
+        [np.bincount(codes, weights=flat[:, k], minlength=n_groups) for k in range(flat.shape[1])]
+    )
+    return out.reshape((n_groups, *values.shape[1:]))

@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 from linearmodels.iv import IV2SLS
 from scipy import special, stats
-from threadpoolctl import threadpool_limits
 
 from mlmci import datasets, iv, mixed
 from mlmci.engines import OLS, REML
 from mlmci.errors import ArgumentError, ConvergenceError, DataError, DataTypeError
 from mlmci.simulate import simulate_multisite_iv
+from mlmci.threads import single_blas_thread
 
 REF = Path(__file__).resolve().parent / "reference"
 AER_SCRIPT = REF / "aer_card.R"
@@ -46,7 +46,7 @@ def _fit(data, method, engine=None, **kw):
 @pytest.fixture(scope="module", autouse=True)
 def _one_blas_thread():
     """Small dense algebra: a multi-threaded BLAS only slows it down on a busy machine."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_blas_thread():
         yield
 
 

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
 from mlmci import iv
 from mlmci.designs.iv.design import group_sums
@@ -30,6 +29,7 @@ from mlmci.designs.iv.fast import FAST_METHODS, fast_estimates
 from mlmci.errors import ArgumentError
 from mlmci.fastpath import reml_random_intercept
 from mlmci.simulate import simulate_multisite_iv
+from mlmci.threads import single_blas_thread
 
 COLS = ["estimate", "std_error", "ci_low", "ci_high"]
 CLOSED_FORM = [m for m in FAST_METHODS if m not in ("re", "re_mundlak")]
@@ -54,7 +54,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::mlmci.iv.WeakInstrumentWarning"
 @pytest.fixture(scope="module", autouse=True)
 def _one_blas_thread():
     """Small dense algebra: a multi-threaded BLAS only slows it down on a busy machine."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_blas_thread():
         yield
 
 

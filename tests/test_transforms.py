@@ -116,3 +116,17 @@ def test_existing_output_column_is_not_overwritten(unbalanced):
 def test_not_a_dataframe_raises():
     with pytest.raises(DataTypeError, match="DataFrame"):
         within_between({"g": [1], "x": [1.0]}, "x", "g")
+
+
+def test_group_sums_equal_pandas_groupby_for_any_shape():
+    import numpy as np
+
+    from mlmci.transforms import group_sums
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 5, size=40)
+    values = rng.normal(size=(40, 2, 3))
+    got = group_sums(codes, values, 6)  # group 5 is empty: its sums are zero
+    want = pd.DataFrame(values.reshape(40, -1)).groupby(codes).sum().reindex(range(6), fill_value=0)
+    np.testing.assert_allclose(got.reshape(6, -1), want.to_numpy(), atol=1e-12)
+    assert group_sums(codes, np.zeros((40, 0)), 6).shape == (6, 0)
