@@ -222,9 +222,19 @@ def test_r_script_reproduces_stored_outputs(tmp_path) -> None:
     )
     live, stored = pd.read_csv(tmp_path / STORED.name), pd.read_csv(STORED)
     assert live[["case", "fit", "quantity"]].equals(stored[["case", "fit", "quantity"]])
-    np.testing.assert_allclose(
-        live["value"].to_numpy(float), stored["value"].to_numpy(float), rtol=1e-8
-    )
+    # What an optimum determines reproduces tightly on any CPU: the REML criterion, and
+    # the parameters nlminb reaches along its gradient path. bobyqa is derivative-free:
+    # where the criterion is flat to rounding, its last iterate moves with the CPU's
+    # floating point (seen: 8e-7 relative in T on one machine, with the log-likelihood
+    # equal to 1e-13), so its parameters are held to the precision of the comparison
+    # with ours (COV_RTOL), not to 1e-8.
+    derivative_free = (live["fit"] == "bobyqa") & ~live["quantity"].isin(["loglik", "k", "p"])
+    for rows, rtol in ((~derivative_free, 1e-8), (derivative_free, COV_RTOL)):
+        np.testing.assert_allclose(
+            live.loc[rows, "value"].to_numpy(float),
+            stored.loc[rows, "value"].to_numpy(float),
+            rtol=rtol,
+        )
     _check_interior(live)
     _check_boundary(live)
 
