@@ -70,10 +70,13 @@ def resolve(
     *,
     allowed: Mapping[str, tuple[type, ...]],
     defaults: Mapping[str, Engine],
+    name: str = "method",
 ) -> Engine:
     """The engine for ``method``: ``engine`` if it can fit it, else the method's default.
 
-    Raises :class:`~mlmci.errors.ArgumentError` for an unknown method or a senseless pair.
+    Raises :class:`~mlmci.errors.ArgumentError` for an unknown method or a senseless pair;
+    ``name`` is the design's argument that chooses the method (``"method"``,
+    ``"propensity"``), as the messages call it.
 
     Examples
     --------
@@ -87,14 +90,14 @@ def resolve(
     method 'no_pooling' is fitted by OLS(...), not by REML
     """
     if method not in allowed:
-        raise ArgumentError(f"method must be one of {tuple(allowed)}, got {method!r}.")
+        raise ArgumentError(f"{name} must be one of {tuple(allowed)}, got {method!r}.")
     if engine is None:
         return defaults[method]
     kinds = allowed[method]
     if not isinstance(engine, kinds):
         names = " or ".join(k.__name__ + "(...)" for k in kinds)
         raise ArgumentError(
-            f"method {method!r} is fitted by {names}, not by {type(engine).__name__}: "
+            f"{name} {method!r} is fitted by {names}, not by {type(engine).__name__}: "
             f"pass engine={kinds[0].__name__}(...) or leave engine out."
         )
     return engine

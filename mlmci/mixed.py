@@ -34,10 +34,11 @@ fit raises :class:`~mlmci.errors.ConvergenceError` unless ``allow_boundary=True`
 Logistic models
 ---------------
 ``family="binomial"`` is mixedlm's ``glmer`` (Laplace). Its estimates agree with
-lme4's to about 3e-4 relative (``tests/test_reference_lme4_extras.py``: mixedlm's
-Laplace log-likelihood is not lme4's deviance at the same parameters), and its
-standard errors are conditional on theta (lme4's ``vcov(fit, use.hessian = FALSE)``;
-lme4's default, from a finite-difference Hessian, was 2% larger for a slope there).
+lme4's to about 1e-6 relative once lme4's PIRLS is run to convergence
+(``tests/test_reference_lme4_extras.py``; at lme4's default ``tolPwrss`` its
+estimates stop about 3e-4 short), and its standard errors are conditional on
+theta (lme4's ``vcov(fit, use.hessian = FALSE)``; lme4's default, from a
+finite-difference Hessian, was 2% larger for a slope there).
 
 What mlmci adds
 ---------------

@@ -45,7 +45,7 @@ from mlmci import runmode
 from mlmci.errors import ArgumentError, DataError
 from mlmci.validation import as_list, require_columns, require_dataframe, require_no_missing
 
-__all__ = ["COMPARABLE", "compare", "run", "score"]
+__all__ = ["COMPARABLE", "compare", "run", "score", "sentence", "with_mcse"]
 
 Replication = Callable[..., pd.DataFrame]
 
@@ -417,3 +417,57 @@ def _verdict(diff: float, mcse: float, *, lower_is_better: bool | None) -> str:
     if lower_is_better is None:
         return "higher" if diff > 0 else "lower"
     return "better" if (diff < 0) == lower_is_better else "worse"
+
+
+#: How :func:`sentence` names each metric.
+_NOUNS = {
+    "rmse": "RMSE",
+    "mse": "MSE",
+    "abs_bias": "absolute bias",
+    "coverage": "coverage",
+    "sign_error": "sign-error rate",
+}
+
+
+def sentence(row: Mapping[str, Any], first: str, second: str) -> str:
+    """A sentence fragment on one :func:`compare` row that claims only what its MCSE supports.
+
+    ``first`` and ``second`` are the names the prose gives the two estimators.
+    Within twice the paired MCSE the two are "within Monte Carlo error of each
+    other"; beyond it, the difference is stated with its size in MCSEs.
+
+    Examples
+    --------
+    >>> sentence({"metric": "rmse", "difference": -0.12, "mcse": 0.01, "verdict": "better"},
+    ...          "FE", "pooled")
+    'the RMSE of FE is lower than that of pooled by 0.120 (12 paired MCSEs)'
+    >>> sentence({"metric": "coverage", "difference": 0.004, "mcse": 0.01,
+    ...           "verdict": "indistinguishable"}, "FE", "pooled")[:52]
+    'FE and pooled are within Monte Carlo error of each o'
+    """
+    noun = _NOUNS[row["metric"]]
+    diff, mcse = float(row["difference"]), float(row["mcse"])
+    if row["verdict"] == "indistinguishable":
+        return (
+            f"{first} and {second} are within Monte Carlo error of each other "
+            f"({noun} difference {diff:+.3f}, paired MCSE {mcse:.3f})"
+        )
+    word = "lower" if diff < 0 else "higher"
+    return (
+        f"the {noun} of {first} is {word} than that of {second} by {abs(diff):.3f} "
+        f"({abs(diff) / mcse:.0f} paired MCSEs)"
+    )
+
+
+def with_mcse(scores: pd.DataFrame, metric: str, digits: int = 3) -> pd.Series:
+    """A :func:`score` column as text with its MCSE in parentheses, e.g. ``"0.012 (0.004)"``.
+
+    Examples
+    --------
+    >>> with_mcse(pd.DataFrame({"bias": [0.0123], "bias_mcse": [0.0041]}), "bias").item()
+    '0.012 (0.004)'
+    """
+    require_columns(scores, [metric, f"{metric}_mcse"])
+    return scores[metric].map(f"{{:.{digits}f}}".format) + scores[f"{metric}_mcse"].map(
+        f" ({{:.{digits}f}})".format
+    )

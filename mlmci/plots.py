@@ -1,4 +1,4 @@
-"""The book's plots. Each takes a tidy table (or data) and returns a matplotlib Axes."""
+"""The book's plots. Each takes a tidy table (or data) and returns its matplotlib Axes."""
 
 from __future__ import annotations
 
@@ -149,3 +149,81 @@ def _order(values: pd.Series, wanted: Sequence[str] | None, what: str) -> list:
     if missing:
         raise DataError(f"{what}(s) {missing} not in the table; it has {present}.")
     return wanted
+
+
+def love(
+    table: pd.DataFrame,
+    *,
+    axes: Sequence[Axes] | None = None,
+    threshold: float = 0.1,
+    title: str = "Covariate balance",
+) -> list[Axes]:
+    """Love plot of a balance table: standardized differences before and after weighting.
+
+    One panel per component (overall, within clusters, between clusters), one row
+    per covariate, an open circle for the unweighted and a filled one for the
+    weighted difference, and dashed lines at ``±threshold``.
+
+    Parameters
+    ----------
+    table
+        A balance table as :meth:`mlmci.weighting.WeightingResult.balance` returns
+        it: columns ``covariate, component, unweighted, weighted``.
+    axes
+        One Axes per component to draw on; a new figure is created if None.
+    threshold
+        The balance rule of thumb drawn as dashed lines (0.1 by default).
+    title
+        The figure's title.
+
+    Returns
+    -------
+    list of matplotlib.axes.Axes
+
+    Raises
+    ------
+    DataError
+        A required column is absent or holds a non-numeric difference.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from mlmci.plots import love
+    >>> table = pd.DataFrame({"covariate": ["x", "x"], "component": ["overall", "between"],
+    ...                       "unweighted": [0.5, 0.4], "weighted": [0.02, 0.01]})
+    >>> [ax.get_title() for ax in love(table)]
+    ['overall', 'between']
+    """
+    table = require_dataframe(table, name="table")
+    require_columns(table, ["covariate", "component", "unweighted", "weighted"])
+    require_numeric(table, ["unweighted", "weighted"])
+    components = list(dict.fromkeys(table["component"]))
+    covariates = list(dict.fromkeys(table["covariate"]))
+    if axes is None:
+        fig, axes = plt.subplots(
+            1,
+            len(components),
+            figsize=(3.2 * len(components), 0.45 * len(covariates) + 1.6),
+            sharey=True,
+            squeeze=False,
+        )
+        axes = list(axes[0])
+        fig.suptitle(title)
+    elif len(axes) != len(components):
+        raise DataError(
+            f"love() needs {len(components)} Axes (one per component), got {len(axes)}."
+        )
+    rows = {c: i for i, c in enumerate(reversed(covariates))}
+    for ax, component in zip(axes, components, strict=True):
+        part = table[table["component"] == component]
+        y = part["covariate"].map(rows).to_numpy(float)
+        ax.scatter(part["unweighted"], y, facecolors="none", edgecolors="C3", label="unweighted")
+        ax.scatter(part["weighted"], y, color="C0", label="weighted")
+        for value in (-threshold, threshold):
+            ax.axvline(value, color="grey", linestyle="--", linewidth=0.8)
+        ax.axvline(0, color="black", linewidth=0.6)
+        ax.set_yticks(list(rows.values()), list(rows))
+        ax.set_title(component)
+        ax.set_xlabel("standardized difference")
+    axes[0].legend(loc="best", fontsize="small")
+    return list(axes)

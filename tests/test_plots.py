@@ -122,3 +122,43 @@ def test_bad_input(table):
         forest(table, terms=["nope"])
     with pytest.raises(DataError, match="nope"):
         forest(table, estimators=["nope"])
+
+
+# --------------------------------------------------------------------------- love plot
+
+
+@pytest.fixture
+def balance() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "covariate": ["x", "z", "x", "z"],
+            "component": ["overall", "overall", "between", "between"],
+            "unweighted": [0.5, -0.3, 0.4, 0.0],
+            "weighted": [0.02, 0.05, -0.01, 0.0],
+        }
+    )
+
+
+def test_love_draws_one_panel_per_component_with_both_points(balance):
+    from mlmci.plots import love
+
+    axes = love(balance, threshold=0.2)
+    assert [ax.get_title() for ax in axes] == ["overall", "between"]
+    first = axes[0]
+    unweighted, weighted = first.collections[:2]
+    # One point per covariate, in the table's order from the top (x above z).
+    np.testing.assert_allclose(unweighted.get_offsets()[:, 0], [0.5, -0.3])
+    np.testing.assert_allclose(weighted.get_offsets()[:, 0], [0.02, 0.05])
+    assert unweighted.get_offsets()[0, 1] > unweighted.get_offsets()[1, 1]
+    lines = sorted(line.get_xdata()[0] for line in first.get_lines())
+    assert lines == [-0.2, 0.0, 0.2]
+
+
+def test_love_refuses_a_table_without_its_columns_and_wrong_axes(balance):
+    from mlmci.plots import love
+
+    with pytest.raises(DataError, match="weighted"):
+        love(balance.drop(columns="weighted"))
+    _, axes = plt.subplots(1, 3)
+    with pytest.raises(DataError, match="2 Axes"):
+        love(balance, axes=list(axes))

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmci import bayes, datasets, did, effects, iv, meta, mixed, panel, pooling, rdd
+from mlmci import bayes, datasets, did, effects, iv, meta, mixed, panel, pooling, rdd, weighting
 from mlmci.engines import REML
 from mlmci.results import TIDY_COLUMNS, Fit
 from mlmci.simulate import (
+    simulate_clustered_treatment,
     simulate_experiment,
     simulate_multisite_iv,
     simulate_panel,
@@ -63,7 +64,25 @@ RESULTS = {
     "iv re_mundlak": lambda: _iv("re_mundlak"),
     "iv per_site": lambda: _iv("per_site"),
     "iv multisite_re": lambda: _iv("multisite_re"),
+    "weighting ipw": lambda: _weighting("pooled", "ipw"),
+    "weighting ipw_within att": lambda: _weighting("fe", "ipw_within", estimand="ATT"),
+    "weighting aipw": lambda: _weighting("mundlak", "aipw"),
 }
+
+
+def _weighting(propensity: str, estimator: str, **kw) -> weighting.WeightingResult:
+    data, _ = simulate_clustered_treatment(n_clusters=30, cluster_size=20, seed=6)
+    return weighting.fit(
+        data,
+        "y",
+        treatment="d",
+        covariates=["x1", "x2"],
+        cluster="cluster",
+        propensity=propensity,
+        estimator=estimator,
+        no_overlap="drop",
+        **kw,
+    )
 
 
 def _iv(method: str) -> iv.IVResult:

@@ -20,10 +20,14 @@ Simulators:
   jumps, slopes and curvature;
 - :func:`simulate_multisite_iv` — a multi-site randomized trial with non-compliance
   (assignment as the instrument), with known site LATEs, complier shares and
-  compliance–effect covariance (instrumental variables).
+  compliance–effect covariance (instrumental variables);
+- :func:`simulate_clustered_treatment` — a treatment confounded by an unobserved
+  cluster-level variable, with known ATE, ATT and cluster-weighted ATE (propensity-score
+  weighting with clustered data).
 """
 
 from mlmci.simulate.classroom import simulate_classroom
+from mlmci.simulate.clustered import simulate_clustered_treatment
 from mlmci.simulate.experiment import simulate_experiment
 from mlmci.simulate.iv import simulate_multisite_iv
 from mlmci.simulate.panel import simulate_panel
@@ -32,6 +36,7 @@ from mlmci.simulate.staggered import simulate_staggered
 
 __all__ = [
     "simulate_classroom",
+    "simulate_clustered_treatment",
     "simulate_experiment",
     "simulate_multisite_iv",
     "simulate_panel",

@@ -62,6 +62,7 @@ import pandas as pd
 from scipy import special
 
 from mlmci.errors import ArgumentError
+from mlmci.simulate.arguments import check_int
 
 __all__ = ["simulate_experiment"]
 
@@ -159,7 +160,7 @@ def simulate_experiment(
     >>> truth["effects"].tolist()
     [0.3, 0.3, 0.3, 0.3]
     """
-    _check_int("n_groups", n_groups, least=2)
+    check_int("n_groups", n_groups, least=2)
     sizes_given = not isinstance(group_size, int | np.integer) or isinstance(group_size, bool)
     if sizes_given:
         sizes = _given_sizes(group_size, n_groups)
@@ -169,7 +170,7 @@ def simulate_experiment(
                 f"size); got a sequence of sizes and size_cv={size_cv!r}."
             )
     else:
-        _check_int("group_size", group_size, least=2)
+        check_int("group_size", group_size, least=2)
     for name, value in (
         ("size_cv", size_cv),
         ("tau", tau),
@@ -270,11 +271,6 @@ def simulate_experiment(
         "group_sizes": pd.Series(sizes, index=index, name="n"),
     }
     return data, truth
-
-
-def _check_int(name: str, value: object, *, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-        raise ArgumentError(f"{name} must be an integer >= {least}, got {value!r}.")
 
 
 def _given_sizes(group_size: object, n_groups: int) -> np.ndarray:

@@ -92,6 +92,7 @@ import pandas as pd
 from scipy import special
 
 from mlmci.errors import ArgumentError
+from mlmci.simulate.arguments import check_int, finite
 
 __all__ = ["simulate_multisite_iv"]
 
@@ -202,9 +203,9 @@ def simulate_multisite_iv(
     >>> bool(np.allclose(truth["site_itt"], truth["site_first_stage"] * truth["site_late"]))
     True
     """
-    _check_int("n_sites", n_sites, least=2)
-    _check_int("min_site_size", min_site_size, least=2)
-    _check_int("n_per_site", n_per_site, least=2)
+    check_int("n_sites", n_sites, least=2)
+    check_int("min_site_size", min_site_size, least=2)
+    check_int("n_per_site", n_per_site, least=2)
     if n_per_site < min_site_size:
         raise ArgumentError(
             f"n_per_site must be at least min_site_size={min_site_size}, got {n_per_site!r} "
@@ -219,7 +220,7 @@ def simulate_multisite_iv(
         ("effect_sd", effect_sd),
         ("noise_sd", noise_sd),
     ):
-        if not _finite(value) or value < 0:
+        if not finite(value) or value < 0:
             raise ArgumentError(f"{name} must be a finite number >= 0, got {value!r}.")
     for name, value in (
         ("late", late),
@@ -227,15 +228,15 @@ def simulate_multisite_iv(
         ("covariate_effect", covariate_effect),
         ("selection", selection),
     ):
-        if not _finite(value):
+        if not finite(value):
             raise ArgumentError(f"{name} must be a finite number, got {value!r}.")
-    if not (_finite(assign_share) and 0 < assign_share < 1):
+    if not (finite(assign_share) and 0 < assign_share < 1):
         raise ArgumentError(
             f"assign_share must lie strictly between 0 and 1, got {assign_share!r}."
         )
-    if not (_finite(always_taker) and 0 <= always_taker < 1):
+    if not (finite(always_taker) and 0 <= always_taker < 1):
         raise ArgumentError(f"always_taker must lie in [0, 1), got {always_taker!r}.")
-    if not (_finite(compliance) and 0 < compliance < 1 - always_taker):
+    if not (finite(compliance) and 0 < compliance < 1 - always_taker):
         raise ArgumentError(
             "compliance must lie strictly between 0 and 1 - always_taker = "
             f"{1 - always_taker:g} (the rest of the units are never-takers; an instrument "
@@ -245,7 +246,7 @@ def simulate_multisite_iv(
         ("level_assign_corr", level_assign_corr),
         ("compliance_effect_corr", compliance_effect_corr),
     ):
-        if not (_finite(value) and -1 <= value <= 1):
+        if not (finite(value) and -1 <= value <= 1):
             raise ArgumentError(f"{name} must lie in [-1, 1], got {value!r}.")
     if level_assign_corr and not (level_sd > 0 and assign_share_sd > 0):
         raise ArgumentError(
@@ -350,15 +351,3 @@ def simulate_multisite_iv(
         "types": pd.Series(_TYPES[kind], index=data.index, name="type"),
     }
     return data, truth
-
-
-def _finite(value: object) -> bool:
-    try:
-        return bool(np.isfinite(value))
-    except TypeError:
-        return False
-
-
-def _check_int(name: str, value: object, *, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-        raise ArgumentError(f"{name} must be an integer >= {least}, got {value!r}.")

@@ -1,0 +1,115 @@
+"""The result of a weighting fit: the effect, the propensities, the weights and the balance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mlmci.designs.weighting.balance import balance_table
+from mlmci.designs.weighting.design import WeightingData
+from mlmci.designs.weighting.estimators import ESTIMATORS
+from mlmci.designs.weighting.propensity import STRUCTURES
+from mlmci.errors import ArgumentError
+from mlmci.results import Fit, interval_label, tidy
+
+__all__ = ["WeightingResult"]
+
+
+@dataclass(repr=False)
+class WeightingResult(Fit):
+    """A weighting estimate from :func:`mlmci.weighting.fit`, on mlmci's result protocol.
+
+    ``tidy(prob)`` has one row, the ``estimand`` (``term`` ``"ATE"`` or ``"ATT"``,
+    the headline), with a normal interval from the cluster-robust SE and the
+    columns ``n_obs``, ``n_clusters``, ``ess_treated`` and ``ess_control`` (Kish's
+    effective sample sizes of the weighted arms).
+
+    Attributes
+    ----------
+    estimator, estimand, propensity_model, outcome_model : str
+        What was fitted (``outcome_model`` is ``None`` without augmentation).
+    propensity : pandas.Series
+        Each used row's fitted propensity, indexed like the input rows.
+    weights : pandas.Series
+        Each used row's inverse-probability weight (not normalized).
+    native : dict
+        The fitted propensity model (``"propensity"``: a statsmodels GLM result
+        or a :class:`~mlmci.mixed.MixedResult`).
+    """
+
+    estimator: str
+    estimand: str
+    propensity_model: str
+    outcome_model: str | None
+    estimate: float
+    std_error: float
+    design: WeightingData = field(repr=False)
+    propensity: pd.Series = field(repr=False)
+    weights: pd.Series = field(repr=False)
+    native: object = None
+    notes: tuple[str, ...] = ()
+    diagnostics: dict = field(default_factory=dict)
+
+    @property
+    def headline(self) -> str:  # type: ignore[override]
+        return self.estimand
+
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        outcome = (
+            f"; outcome model: {STRUCTURES[self.outcome_model].replace('logit', 'linear model')}"
+            if self.outcome_model
+            else ""
+        )
+        return (
+            f"Weighting: {ESTIMATORS[self.estimator]}; propensity: "
+            f"{STRUCTURES[self.propensity_model]}{outcome} (SEs clustered by "
+            f"{self.design.cluster})"
+        )
+
+    def _tidy(self, prob: float) -> pd.DataFrame:
+        q = stats.norm.ppf((1 + prob) / 2)
+        row = {
+            "estimator": f"{self.estimator}:{self.propensity_model}"
+            + (f"+{self.outcome_model}" if self.outcome_model else ""),
+            "term": self.estimand,
+            "estimate": self.estimate,
+            "std_error": self.std_error,
+            "ci_low": self.estimate - q * self.std_error,
+            "ci_high": self.estimate + q * self.std_error,
+            "interval": interval_label(prob, "CI"),
+            "n_obs": len(self.design.y),
+            "n_clusters": self.design.n_clusters,
+            "ess_treated": self.diagnostics["ess_treated"],
+            "ess_control": self.diagnostics["ess_control"],
+        }
+        return tidy([row])
+
+    def balance(self, extra: dict[str, np.ndarray] | pd.DataFrame | None = None) -> pd.DataFrame:
+        """Standardized differences before and after weighting, overall, within and between.
+
+        ``extra`` adds columns to check that are not covariates of the models (a
+        simulation's unobserved confounder, say): a DataFrame indexed like the
+        input data, or a dict of arrays with one value per input row. Rows the
+        fit dropped (clusters without overlap) are left out. See
+        ``mlmci.designs.weighting.balance`` for the definitions.
+        """
+        design = self.design
+        if isinstance(extra, pd.DataFrame):
+            extra = {c: extra.loc[design.rows, c].to_numpy(float) for c in extra.columns}
+        elif extra:
+            extra = {name: _input_rows(values, design, name) for name, values in extra.items()}
+        return balance_table(design, self.weights.to_numpy(float), extra)
+
+
+def _input_rows(values, design: WeightingData, name: str) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if values.shape != (design.n_input,):
+        raise ArgumentError(
+            f"extra[{name!r}] must hold one value per row of the input data "
+            f"({design.n_input}), got shape {values.shape}."
+        )
+    return values[design.positions]
