@@ -674,3 +674,51 @@ def test_star_within_school_benchmark_reproduces_stock_watson_13_2():
         assert round(float(fit.params[term]), 2) == estimate, term
         if se is not None:
             assert round(float(fit.bse[term]), 2) == se, term
+
+
+# --------------------------------------------------------------------------- Bayes engine
+
+
+def test_bayes_propensity_in_quick_mode_is_mocked_and_says_so(small, monkeypatch):
+    from mlmci.engines import Bayes
+
+    monkeypatch.setenv("MLMCI_QUICK", "1")
+    data, _ = small
+    res = weighting.fit(
+        data, "y", treatment="d", covariates=["x1", "x2"], cluster="cluster",
+        propensity="re", estimator="ipw", engine=Bayes(),
+    )  # fmt: skip
+    assert res.bayes_propensity and "bambi, posterior mean" in res.title
+    assert any("quick mode" in note for note in res.notes)
+    p = res.propensity.to_numpy()
+    assert p.shape == (len(data),) and ((p > 0) & (p < 1)).all()
+
+
+def test_bayes_engine_is_refused_for_the_glm_propensities(small):
+    from mlmci.engines import Bayes
+
+    data, _ = small
+    with pytest.raises(ArgumentError, match="propensity 'fe' is fitted by OLS"):
+        weighting.fit(
+            data, "y", treatment="d", covariates=["x1", "x2"], cluster="cluster",
+            propensity="fe", estimator="ipw", engine=Bayes(),
+        )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_bayes_propensity_is_close_to_the_laplace_fit(small):
+    """With flat-ish default priors and 30 clusters the posterior-mean propensities are
+    near the Laplace plug-in ones (not equal: a posterior mean averages over the
+    cluster variance and the modes); the gate is skipped only to keep the test short."""
+    from mlmci.engines import Bayes
+
+    data, _ = small
+    kw = dict(treatment="d", covariates=["x1", "x2"], cluster="cluster", estimator="ipw")
+    sampler = {"draws": 400, "tune": 400, "chains": 2}
+    bayes = weighting.fit(
+        data, "y", propensity="re", engine=Bayes(sampler=sampler, gate=False), **kw
+    )
+    reml = weighting.fit(data, "y", propensity="re", **kw)
+    gap = np.abs(bayes.propensity - reml.propensity)
+    assert float(gap.max()) < 0.08 and float(gap.mean()) < 0.02
+    assert abs(bayes.estimate - reml.estimate) < reml.std_error / 2

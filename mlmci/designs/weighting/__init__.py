@@ -13,7 +13,7 @@ from mlmci.designs.weighting.estimators import ESTIMANDS, ESTIMATORS, estimate
 from mlmci.designs.weighting.outcome import outcome_by_arm
 from mlmci.designs.weighting.propensity import STRUCTURES, model_columns, propensity
 from mlmci.designs.weighting.result import WeightingResult
-from mlmci.engines import OLS, REML, Engine, resolve
+from mlmci.engines import OLS, REML, Bayes, Engine, resolve
 from mlmci.errors import ArgumentError, DataError
 
 __all__ = [
@@ -32,8 +32,8 @@ PROPENSITY_BOUND = 1e-6
 _ALLOWED: dict[str, tuple[type, ...]] = {
     "pooled": (OLS,),
     "fe": (OLS,),
-    "re": (REML,),
-    "mundlak": (REML,),
+    "re": (REML, Bayes),
+    "mundlak": (REML, Bayes),
 }
 _DEFAULTS: dict[str, Engine] = {
     "pooled": OLS(cov_type="clustered"),
@@ -97,8 +97,12 @@ def fit(
         the effect in the clusters with both arms (the notes say how many).
     engine
         ``REML(allow_boundary=...)`` for the random-intercept propensity models
-        (default: a zero cluster variance is accepted and noted);
-        ``OLS(cov_type="clustered")`` (the only SE convention) for the others.
+        (default: a zero cluster variance is accepted and noted), or
+        ``Bayes(...)`` to fit them in bambi through the convergence gate (the
+        propensity is then each unit's posterior mean probability of treatment,
+        plugged into the same estimators); ``OLS(cov_type="clustered")`` (the
+        only SE convention) for the others. The random-intercept outcome models
+        of AIPW are REML fits either way.
 
     Returns
     -------
@@ -160,7 +164,7 @@ def fit(
         design, dropped = _overlap(design, " and ".join(needs_both), no_overlap)
         if dropped:
             notes.append(dropped)
-    ps = _propensity(design, propensity, allow_boundary, notes)
+    ps = _propensity(design, propensity, engine, notes)
     mu = outcome_by_arm(design, outcome, allow_boundary=allow_boundary) if outcome else None
     if outcome and outcome != propensity:
         notes += [f"outcome model: {note}" for note in model_columns(design, outcome)[1]]
@@ -194,6 +198,7 @@ def fit(
         weights=pd.Series(est.weights, index=design.rows, name="weight"),
         native={"propensity": ps["native"]},
         notes=tuple(notes),
+        bayes_propensity=isinstance(engine, Bayes),
         diagnostics=diagnostics,
     )
 
@@ -220,8 +225,10 @@ def _overlap(design: WeightingData, what: str, policy: str) -> tuple[WeightingDa
     return design.subset(keep), note
 
 
-def _propensity(design: WeightingData, structure: str, allow_boundary: bool, notes: list) -> dict:
-    ps = propensity(design, structure, allow_boundary=allow_boundary)
+def _propensity(design: WeightingData, structure: str, engine: Engine, notes: list) -> dict:
+    bayes = engine if isinstance(engine, Bayes) else None
+    allow_boundary = engine.allow_boundary if isinstance(engine, REML) else True
+    ps = propensity(design, structure, allow_boundary=allow_boundary, bayes=bayes)
     notes += ps["notes"]
     p = ps["p"]
     extreme = (p < PROPENSITY_BOUND) | (p > 1 - PROPENSITY_BOUND)
@@ -235,7 +242,9 @@ def _propensity(design: WeightingData, structure: str, allow_boundary: bool, not
             "or use fewer or coarser covariates."
         )
     native = ps["native"]
-    if structure in ("re", "mundlak") and native.boundary:
+    if bayes is not None:
+        notes += list(native.notes)
+    elif structure in ("re", "mundlak") and native.boundary:
         notes.append(
             "the random-intercept variance of the propensity model is estimated at zero "
             "(singular fit): its propensities are the pooled logit's."

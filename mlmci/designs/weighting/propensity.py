@@ -111,14 +111,23 @@ def model_columns(design: WeightingData, structure: str) -> tuple[np.ndarray, li
     return np.column_stack([x, means[:, extra]]), notes
 
 
-def propensity(design: WeightingData, structure: str, *, allow_boundary: bool = True) -> dict:
-    """Fitted propensities (``"p"``), the fitted model (``"native"``) and ``"notes"``."""
+def propensity(
+    design: WeightingData, structure: str, *, allow_boundary: bool = True, bayes=None
+) -> dict:
+    """Fitted propensities (``"p"``), the fitted model (``"native"``) and ``"notes"``.
+
+    ``bayes``, an :class:`~mlmci.engines.Bayes` engine, fits the random-intercept
+    models in bambi instead (through the convergence gate); the propensity is then
+    the posterior mean of each unit's probability of treatment.
+    """
     x, notes = model_columns(design, structure)
     if structure == "pooled":
         fitted = _glm(design.d, _with_intercept(x))
     elif structure == "fe":
         dummies = np.eye(design.n_clusters)[design.codes]
         fitted = _glm(design.d, np.column_stack([dummies, x]))
+    elif bayes is not None:
+        fitted = _bayes(design, x, bayes)
     else:
         fitted = _glmm(design, x, allow_boundary=allow_boundary)
     return {**fitted, "notes": notes}
@@ -147,3 +156,25 @@ def _glmm(design: WeightingData, x: np.ndarray, *, allow_boundary: bool) -> dict
     modes = res.ranef("g")["Intercept"].reindex(range(design.n_clusters)).to_numpy(float)
     p = expit(_with_intercept(x) @ beta + modes[design.codes])
     return {"p": p, "native": res}
+
+
+def _bayes(design: WeightingData, x: np.ndarray, engine) -> dict:
+    from mlmci import bayes
+
+    names = [f"x{k}" for k in range(x.shape[1])]
+    # Cluster codes as text: bambi treats a numeric grouping column as a number.
+    frame = pd.DataFrame(x, columns=names).assign(
+        d=design.d.astype(int), g=pd.Categorical(design.codes.astype(str))
+    )
+    formula = "d ~ " + " + ".join(["1", *names]) + " + (1 | g)"
+    res = bayes.fit(
+        formula,
+        frame,
+        family="bernoulli",
+        sampler=engine.sampler,
+        gate=engine.gate,
+        **dict(engine.model_options),
+    )
+    draws = res.model.predict(res.idata, kind="response_params", inplace=False)
+    p = draws.posterior["p"].mean(dim=("chain", "draw")).to_numpy()
+    return {"p": np.asarray(p, dtype=float), "native": res}

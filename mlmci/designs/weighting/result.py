@@ -51,6 +51,7 @@ class WeightingResult(Fit):
     weights: pd.Series = field(repr=False)
     native: object = None
     notes: tuple[str, ...] = ()
+    bayes_propensity: bool = False
     diagnostics: dict = field(default_factory=dict)
 
     @property
@@ -66,7 +67,9 @@ class WeightingResult(Fit):
         )
         return (
             f"Weighting: {ESTIMATORS[self.estimator]}; propensity: "
-            f"{STRUCTURES[self.propensity_model]}{outcome} (SEs clustered by "
+            f"{STRUCTURES[self.propensity_model]}"
+            f"{' (bambi, posterior mean)' if self.bayes_propensity else ''}{outcome} (SEs "
+            "clustered by "
             f"{self.design.cluster})"
         )
 
