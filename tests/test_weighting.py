@@ -722,3 +722,64 @@ def test_bayes_propensity_is_close_to_the_laplace_fit(small):
     gap = np.abs(bayes.propensity - reml.propensity)
     assert float(gap.max()) < 0.08 and float(gap.mean()) < 0.02
     assert abs(bayes.estimate - reml.estimate) < reml.std_error / 2
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+def test_within_estimator_weights_are_its_own(sim):
+    """balance() and the ESS describe the within-cluster estimator, not marginal IPW.
+
+    Its weights give each cluster's treated units and its controls the same total (the
+    cluster's share), so the between-cluster part of every standardized difference is
+    exactly zero whatever the propensity model.
+    """
+    res = _fit(sim, "pooled", "ipw_within", no_overlap="drop")
+    u = sim.groupby("cluster")["x1"].transform("mean").to_numpy() + 1.0  # any cluster trait
+    table = res.balance(extra={"trait": u}).set_index(["covariate", "component"])
+    between = table.xs("between", level="component")["weighted"]
+    np.testing.assert_allclose(between.to_numpy(), 0.0, atol=1e-12)
+    # The estimate is the weighted mean difference under these weights.
+    d, y = res.design.d, res.design.y
+    w = res.weights.to_numpy()
+    hajek = (w * d) @ y / (w * d).sum() - (w * (1 - d)) @ y / (w * (1 - d)).sum()
+    assert hajek == pytest.approx(res.estimate, rel=1e-12)
+
+
+def test_within_estimator_refuses_one_arm_clusters_when_called_directly(small):
+    data, truth = small
+    d = data["d"].to_numpy(float).copy()
+    codes = data["cluster"].to_numpy()
+    d[codes == 0] = 1.0
+    with pytest.raises(DataError, match=r"cluster codes \[0, .*\] have one arm only"):
+        estimators.estimate(
+            "ipw_within", "ATE", y=data["y"].to_numpy(float), d=d,
+            e=np.clip(truth["propensity"], 0.05, 0.95), codes=codes,
+            n_groups=int(codes.max()) + 1,
+        )  # fmt: skip
+
+
+def test_aipw_keeps_its_outcome_fits(sim):
+    res = _fit(sim, "re", "aipw")
+    fits = res.native["outcome"]
+    assert set(fits) == {"control", "treated"}
+    assert all(isinstance(fit, MixedResult) for fit in fits.values())
+    assert _fit(sim, "re", "ipw").native["outcome"] is None
+
+
+def test_outcome_covariate_constant_in_one_arm_is_refused(sim):
+    # Zero for every treated unit, spread among the controls (so the treatment is not
+    # separated): identified overall, not among the treated.
+    rng = np.random.default_rng(0)
+    data = sim.assign(z=np.where(sim["d"] == 1, 0.0, rng.normal(size=len(sim))))
+    with pytest.raises(DataError, match="collinear among the treated units"):
+        _fit(data, "pooled", "aipw", covariates=["x1", "x2", "z"])
+
+
+def test_balance_extra_frame_is_positional(sim):
+    res = _fit(sim, "pooled", "ipw")
+    u = np.arange(len(sim), dtype=float) % 7
+    frame = pd.DataFrame({"u": u}, index=np.zeros(len(sim), dtype=int))  # duplicate labels
+    pd.testing.assert_frame_equal(res.balance(extra=frame), res.balance(extra={"u": u}))
+    with pytest.raises(ArgumentError, match="one row per row of the input"):
+        res.balance(extra=frame.iloc[:10])

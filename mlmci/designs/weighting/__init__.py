@@ -165,7 +165,9 @@ def fit(
         if dropped:
             notes.append(dropped)
     ps = _propensity(design, propensity, engine, notes)
-    mu = outcome_by_arm(design, outcome, allow_boundary=allow_boundary) if outcome else None
+    mu, outcome_fits = None, None
+    if outcome:
+        *mu, outcome_fits = outcome_by_arm(design, outcome, allow_boundary=allow_boundary)
     if outcome and outcome != propensity:
         notes += [f"outcome model: {note}" for note in model_columns(design, outcome)[1]]
     est = estimate(
@@ -196,7 +198,7 @@ def fit(
         design=design,
         propensity=pd.Series(ps["p"], index=design.rows, name="propensity"),
         weights=pd.Series(est.weights, index=design.rows, name="weight"),
-        native={"propensity": ps["native"]},
+        native={"propensity": ps["native"], "outcome": outcome_fits},
         notes=tuple(notes),
         bayes_propensity=isinstance(engine, Bayes),
         diagnostics=diagnostics,

@@ -9,23 +9,26 @@ With propensities :math:`e_i`, treatment :math:`d_i` and outcome :math:`y_i`:
 - ``"ipw_within"`` (their *clustered* estimator): the same weighted difference
   computed inside each cluster, then averaged over clusters with weights
   :math:`n_j` (ATE) or :math:`n_{1j}` (ATT). Only within-cluster comparisons
-  enter, so a cluster-level confounder cannot bias it; every cluster needs both
-  arms.
+  enter, so a cluster-level confounder cannot bias it through a comparison
+  between clusters (a propensity model that misstates the covariates' effects
+  within clusters still can); every cluster needs both arms.
 - ``"aipw"``: augmented IPW (Robins, Rotnitzky & Zhao 1994) with arm-wise
   outcome predictions :math:`\mu_0, \mu_1`:
   :math:`\hat\tau = \frac1n\sum_i \mu_1 - \mu_0 + d(y-\mu_1)/e - (1-d)(y-\mu_0)/(1-e)`
   (ATE), and for the ATT
   :math:`\frac1{n_1}\sum_i d(y-\mu_0) - (1-d)\,e/(1-e)\,(y-\mu_0)`.
-  Consistent when either the propensity or the outcome model is right.
+  Consistent when either the propensity or the outcome model is right (Bang &
+  Robins 2005).
 
 Standard errors come from each estimator's influence function summed within
 clusters, :math:`\hat V = \frac{G}{G-1}\frac1{n^2}\sum_g(\sum_{i\in g}\phi_i)^2`
 (for ``"ipw_within"`` the cluster contrasts are the units), with the
-propensities and outcome predictions treated as known. For the ATE by IPW that is
-conservative when the propensity model is a correctly specified likelihood
-(Hirano, Imbens & Ridder 2003); for AIPW estimated nuisances do not change the
-first-order variance when both models are right; otherwise the chapter's Monte
-Carlo study measures the coverage.
+propensities and outcome predictions treated as known. For the ATE by IPW with
+a propensity fitted by maximum likelihood in a correctly specified parametric
+model that is conservative (Wooldridge 2007), not in general for the ATT or for
+fits whose parameters grow with the clusters; for AIPW estimated nuisances do
+not change the first-order variance when both models are right; otherwise the
+chapter's Monte Carlo study measures the coverage.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlmci.errors import DataError
 from mlmci.transforms import group_sums
 
 __all__ = ["ESTIMANDS", "ESTIMATORS", "Estimate", "estimate"]
@@ -50,7 +54,14 @@ ESTIMANDS = ("ATE", "ATT")
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate, its cluster-robust SE and the weights it used."""
+    """A point estimate, its cluster-robust SE and the weights it used.
+
+    ``weights`` are the weights the estimator's weighted means put on the units, up
+    to a constant within each arm: the inverse-probability weights for ``"ipw"`` and
+    ``"aipw"`` (its weighting part), and for ``"ipw_within"`` those weights scaled
+    within each cluster and arm by the cluster's share over the arm's weight sum, so
+    that a balance table or an effective sample size describes what was computed.
+    """
 
     estimate: float
     std_error: float
@@ -101,6 +112,12 @@ def _hajek(y, d, w, codes, n_groups) -> Estimate:
 def _within(y, d, w, codes, n_groups, estimand) -> Estimate:
     w1, w0 = w * d, w * (1 - d)
     s1, s0 = group_sums(codes, w1, n_groups), group_sums(codes, w0, n_groups)
+    one_arm = np.flatnonzero((s1 == 0) | (s0 == 0))
+    if one_arm.size:
+        raise DataError(
+            f"the within-cluster estimator needs both arms in every cluster; cluster codes "
+            f"{one_arm[:10].tolist()} have one arm only (drop them first)."
+        )
     contrast = group_sums(codes, w1 * y, n_groups) / s1 - group_sums(codes, w0 * y, n_groups) / s0
     size = np.bincount(codes, weights=d if estimand == "ATT" else None, minlength=n_groups)
     share = size / size.sum()
@@ -108,7 +125,8 @@ def _within(y, d, w, codes, n_groups, estimand) -> Estimate:
     # Clusters as the sampled units: the variance of a share-weighted mean of their contrasts.
     dev = share * (contrast - est)
     se = float(np.sqrt(n_groups / (n_groups - 1) * np.sum(dev**2)))
-    return Estimate(est, se, w)
+    effective = share[codes] * (w1 / s1[codes] + w0 / s0[codes])
+    return Estimate(est, se, effective)
 
 
 def _aipw(y, d, e, w, codes, n_groups, estimand, mu) -> Estimate:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from mlmci.designs.weighting.design import WeightingData
 from mlmci.designs.weighting.propensity import model_columns
+from mlmci.errors import DataError
 from mlmci.transforms import group_sums
 
 __all__ = ["outcome_by_arm"]
@@ -30,28 +31,44 @@ __all__ = ["outcome_by_arm"]
 
 def outcome_by_arm(
     design: WeightingData, structure: str, *, allow_boundary: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted ``(mu0, mu1)`` for every unit from the arm-wise outcome models."""
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Predicted ``(mu0, mu1)`` for every unit, and the two fits (``"control"``, ``"treated"``).
+
+    A fit is the coefficients (``"pooled"``: intercept then slopes; ``"fe"``: the
+    slopes) or the :class:`~mlmci.mixed.MixedResult` (``"re"``, ``"mundlak"``).
+    """
     x, _ = model_columns(design, structure)  # the propensity fit reports what is left out
-    preds = []
-    for arm in (0.0, 1.0):
+    preds, fits = [], {}
+    for arm, name in ((0.0, "control"), (1.0, "treated")):
         rows = design.d == arm
         if structure == "pooled":
-            preds.append(_ols(x[rows], design.y[rows], x))
+            pred, fits[name] = _ols(x[rows], design.y[rows], x, name)
         elif structure == "fe":
-            preds.append(_within(x, design, rows))
+            pred, fits[name] = _within(x, design, rows, name)
         else:
-            preds.append(_reml(x, design, rows, allow_boundary=allow_boundary))
-    return preds[0], preds[1]
+            pred, fits[name] = _reml(x, design, rows, allow_boundary=allow_boundary)
+        preds.append(pred)
+    return preds[0], preds[1], fits
 
 
-def _ols(x_fit: np.ndarray, y_fit: np.ndarray, x_all: np.ndarray) -> np.ndarray:
-    ones = np.ones((len(x_fit), 1))
-    coef, *_ = np.linalg.lstsq(np.hstack([ones, x_fit]), y_fit, rcond=None)
-    return coef[0] + x_all @ coef[1:]
+def _full_rank(x: np.ndarray, arm: str) -> None:
+    # The columns are independent in the whole sample (model_columns), not always in
+    # one arm: a dummy that is 0 for every treated unit, say.
+    if x.shape[1] and np.linalg.matrix_rank(x) < x.shape[1]:
+        raise DataError(
+            f"the outcome model's covariates are collinear among the {arm} units (a "
+            "covariate constant in that arm?): drop it or use another outcome model."
+        )
 
 
-def _within(x: np.ndarray, design: WeightingData, rows: np.ndarray) -> np.ndarray:
+def _ols(x_fit: np.ndarray, y_fit: np.ndarray, x_all: np.ndarray, arm: str):
+    design = np.hstack([np.ones((len(x_fit), 1)), x_fit])
+    _full_rank(design, arm)
+    coef, *_ = np.linalg.lstsq(design, y_fit, rcond=None)
+    return coef[0] + x_all @ coef[1:], coef
+
+
+def _within(x: np.ndarray, design: WeightingData, rows: np.ndarray, arm: str):
     """OLS with cluster intercepts in the rows ``rows``; predictions for every row."""
     g = design.n_clusters
     codes, y, xs = design.codes[rows], design.y[rows], x[rows]
@@ -61,11 +78,13 @@ def _within(x: np.ndarray, design: WeightingData, rows: np.ndarray) -> np.ndarra
     y_mean = group_sums(codes, y, g) / safe
     x_mean = group_sums(codes, xs, g) / safe[:, None]
     if xs.shape[1]:
-        beta, *_ = np.linalg.lstsq(xs - x_mean[codes], y - y_mean[codes], rcond=None)
+        demeaned = xs - x_mean[codes]
+        _full_rank(demeaned, arm)
+        beta, *_ = np.linalg.lstsq(demeaned, y - y_mean[codes], rcond=None)
     else:
         beta = np.zeros(0)
     alpha = y_mean - x_mean @ beta
-    return alpha[design.codes] + x @ beta
+    return alpha[design.codes] + x @ beta, beta
 
 
 def _reml(
@@ -79,4 +98,4 @@ def _reml(
     res = mixed.fit(formula, frame, allow_boundary=allow_boundary)
     blups = res.ranef("g")["Intercept"].reindex(range(design.n_clusters)).fillna(0.0)
     beta = res.beta.to_numpy()
-    return beta[0] + x @ beta[1:] + blups.to_numpy(float)[design.codes]
+    return beta[0] + x @ beta[1:] + blups.to_numpy(float)[design.codes], res

@@ -22,11 +22,14 @@ and no Mundlak mean is added where it would repeat a covariate or a constant.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.special import expit
 
 from mlmci.designs.weighting.design import WeightingData
+from mlmci.errors import ConvergenceError
 
 __all__ = ["STRUCTURES", "model_columns", "propensity"]
 
@@ -139,8 +142,18 @@ def _with_intercept(x: np.ndarray) -> np.ndarray:
 
 def _glm(d: np.ndarray, x: np.ndarray) -> dict:
     import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-    res = sm.GLM(d, x, family=sm.families.Binomial()).fit()
+    with warnings.catch_warnings():
+        # Separation is reported below as an error, not as a warning on the way.
+        warnings.simplefilter("ignore", PerfectSeparationWarning)
+        res = sm.GLM(d, x, family=sm.families.Binomial()).fit()
+    if not res.converged:
+        raise ConvergenceError(
+            "the propensity logit did not converge (IRLS): the treatment is (nearly) "
+            "separated by the covariates or the cluster dummies; use fewer or coarser "
+            "covariates, or restrict the sample to units with overlap."
+        )
     return {"p": np.asarray(res.fittedvalues, dtype=float), "native": res}
 
 

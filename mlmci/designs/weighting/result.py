@@ -34,10 +34,14 @@ class WeightingResult(Fit):
     propensity : pandas.Series
         Each used row's fitted propensity, indexed like the input rows.
     weights : pandas.Series
-        Each used row's inverse-probability weight (not normalized).
+        Each used row's weight in the estimator's weighted means (not normalized):
+        the inverse-probability weights, rescaled within each cluster and arm for
+        ``"ipw_within"`` (see ``mlmci.designs.weighting.estimators.Estimate``).
+        :meth:`balance` and the effective sample sizes use them.
     native : dict
-        The fitted propensity model (``"propensity"``: a statsmodels GLM result
-        or a :class:`~mlmci.mixed.MixedResult`).
+        The fitted models: ``"propensity"`` (a statsmodels GLM result, a
+        :class:`~mlmci.mixed.MixedResult` or a :class:`~mlmci.bayes.BayesFit`) and
+        ``"outcome"`` (AIPW's two arm-wise fits, ``None`` without augmentation).
     """
 
     estimator: str
@@ -95,14 +99,19 @@ class WeightingResult(Fit):
         """Standardized differences before and after weighting, overall, within and between.
 
         ``extra`` adds columns to check that are not covariates of the models (a
-        simulation's unobserved confounder, say): a DataFrame indexed like the
-        input data, or a dict of arrays with one value per input row. Rows the
+        simulation's unobserved confounder, say): a DataFrame or a dict of arrays
+        with one row per input row, in the input's order. Rows the
         fit dropped (clusters without overlap) are left out. See
         ``mlmci.designs.weighting.balance`` for the definitions.
         """
         design = self.design
         if isinstance(extra, pd.DataFrame):
-            extra = {c: extra.loc[design.rows, c].to_numpy(float) for c in extra.columns}
+            if len(extra) != design.n_input:
+                raise ArgumentError(
+                    f"extra must have one row per row of the input data ({design.n_input}), "
+                    f"got {len(extra)}."
+                )
+            extra = {c: extra[c].to_numpy(float)[design.positions] for c in extra.columns}
         elif extra:
             extra = {name: _input_rows(values, design, name) for name, values in extra.items()}
         return balance_table(design, self.weights.to_numpy(float), extra)
