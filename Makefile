@@ -51,6 +51,7 @@ browser-test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/mixed_vs_lme4.py
+	$(BIN)/python benchmarks/bayes_parametrization.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -26,6 +26,14 @@ os.environ.setdefault("MLMCI_PROGRESS", "0")
 
 import matplotlib.pyplot as plt
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every machine and run (derandomized), so
+# `make test` gives one verdict everywhere; HYPOTHESIS_PROFILE=explore draws fresh ones
+# to hunt for new failures during development.
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 #: PyTensor links a BLAS for speed and warns without one (Debian: libopenblas-dev).
 BLAS_FLAG = "blas__ldflags=-lopenblas"
