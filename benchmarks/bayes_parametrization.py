@@ -28,7 +28,7 @@ wrong answer cannot pass for a win.
 
 By default every variant uses the book's settings unchanged (about 5 minutes on
 a 2-core machine); ``--draws``/``--tune``/``--chains`` change them for ALL variants
-alike and the output says so (the recorded run in README.md used 500/500).
+alike and the output says so (the recorded run in README.md used the defaults).
 
     python benchmarks/bayes_parametrization.py [--draws N] [--tune N] [--chains N]
 """
