@@ -102,7 +102,7 @@ def run(
         the same stream, so results do not depend on ``n_jobs``.
     n_jobs
         Worker processes (``-1``: one per core), each limited to one BLAS
-        thread. The function must be
+        thread; quick mode runs in this process. The function must be
         importable or defined at the top level of a notebook to be sent to
         the workers (Linux forks, so notebook functions work there).
 
@@ -133,6 +133,10 @@ def run(
         for rep, seq in enumerate(stream.spawn(reps))
     ]
     workers = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+    if runmode.quick():
+        # A few replications: starting worker processes costs more than it saves, and the
+        # chapter tests already run side by side (pytest-xdist).
+        workers = 1
     if workers <= 1:
         tables = [_one(job) for job in jobs]
     else:

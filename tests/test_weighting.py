@@ -714,7 +714,7 @@ def test_bayes_propensity_is_close_to_the_laplace_fit(small):
 
     data, _ = small
     kw = dict(treatment="d", covariates=["x1", "x2"], cluster="cluster", estimator="ipw")
-    sampler = {"draws": 400, "tune": 400, "chains": 2}
+    sampler = {"draws": 400, "tune": 400, "chains": 2, "cores": 1}  # one core: xdist runs beside
     bayes = weighting.fit(
         data, "y", propensity="re", engine=Bayes(sampler=sampler, gate=False), **kw
     )
