@@ -149,3 +149,20 @@ def group_sums(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarr
         [np.bincount(codes, weights=flat[:, k], minlength=n_groups) for k in range(flat.shape[1])]
     )
     return out.reshape((n_groups, *values.shape[1:]))
+
+
+def group_means(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Means of ``values`` (n, ...) within each group code 0..n_groups-1 (shape (n_groups, ...)).
+
+    A code without rows gets a mean of 0 (its sum over a count taken as 1), so callers
+    that index the result by their rows' codes never see a division by zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> group_means(np.array([0, 1, 0]), np.array([1.0, 3.0, 5.0]), 3)
+    array([3., 3., 0.])
+    """
+    sums = group_sums(codes, values, n_groups)
+    counts = np.maximum(np.bincount(codes, minlength=n_groups), 1).astype(float)
+    return sums / counts.reshape((n_groups,) + (1,) * (sums.ndim - 1))

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlmci.errors import ArgumentError, DataError
-from mlmci.transforms import group_sums
+from mlmci.transforms import group_means, group_sums
 from mlmci.validation import (
     as_list,
     require_columns,
@@ -94,10 +94,7 @@ def prepare(
 
 def demean(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     """``values`` minus their group means (the within transform; absorbs site intercepts)."""
-    sizes = np.bincount(codes, minlength=n_groups).astype(float)
-    means = group_sums(codes, values, n_groups)
-    means = means / (sizes if means.ndim == 1 else sizes[:, None])
-    return values - means[codes]
+    return values - group_means(codes, values, n_groups)[codes]
 
 
 def require_within_variation(design: IVData, what: str) -> None:
@@ -107,8 +104,7 @@ def require_within_variation(design: IVData, what: str) -> None:
     n = design.n_sites
     for k, name in enumerate(design.instruments):
         col = design.z[:, k]
-        sizes = np.bincount(design.codes, minlength=n)
-        mean = group_sums(design.codes, col, n) / sizes
+        mean = group_means(design.codes, col, n)
         spread = group_sums(design.codes, (col - mean[design.codes]) ** 2, n)
         flat = np.flatnonzero(spread <= 1e-12 * max(1.0, float(np.max(np.abs(col))) ** 2))
         if flat.size:

@@ -228,9 +228,7 @@ def _overlap(design: WeightingData, what: str, policy: str) -> tuple[WeightingDa
 
 
 def _propensity(design: WeightingData, structure: str, engine: Engine, notes: list) -> dict:
-    bayes = engine if isinstance(engine, Bayes) else None
-    allow_boundary = engine.allow_boundary if isinstance(engine, REML) else True
-    ps = propensity(design, structure, allow_boundary=allow_boundary, bayes=bayes)
+    ps = propensity(design, structure, engine)
     notes += ps["notes"]
     p = ps["p"]
     extreme = (p < PROPENSITY_BOUND) | (p > 1 - PROPENSITY_BOUND)
@@ -244,7 +242,7 @@ def _propensity(design: WeightingData, structure: str, engine: Engine, notes: li
             "or use fewer or coarser covariates."
         )
     native = ps["native"]
-    if bayes is not None:
+    if isinstance(engine, Bayes):
         notes += list(native.notes)
     elif structure in ("re", "mundlak") and native.boundary:
         notes.append(

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mlmci.errors import ArgumentError, DataError
-from mlmci.transforms import group_sums
+from mlmci.transforms import group_means
 from mlmci.validation import (
     as_list,
     require_columns,
@@ -51,10 +51,7 @@ class WeightingData:
     def cluster_means(self, values: np.ndarray | None = None) -> np.ndarray:
         """Each row's cluster mean of ``values`` (default: the covariates), over all its units."""
         values = self.x if values is None else values
-        sizes = np.bincount(self.codes, minlength=self.n_clusters).astype(float)
-        sums = group_sums(self.codes, values, self.n_clusters)
-        means = sums / (sizes if sums.ndim == 1 else sizes[:, None])
-        return means[self.codes]
+        return group_means(self.codes, values, self.n_clusters)[self.codes]
 
     def subset(self, keep: np.ndarray) -> WeightingData:
         """The rows where ``keep`` is true, with the clusters left recoded 0..G'-1."""

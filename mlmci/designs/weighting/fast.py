@@ -71,7 +71,7 @@ from scipy import optimize, sparse, special
 
 from mlmci.errors import ArgumentError, ConvergenceError, DataError
 from mlmci.threads import one_blas_thread
-from mlmci.transforms import group_sums
+from mlmci.transforms import group_means, group_sums
 
 __all__ = [
     "OUTCOME_STRUCTURES",
@@ -204,9 +204,7 @@ def _unstandardize(beta: np.ndarray, m: np.ndarray, s: np.ndarray) -> np.ndarray
 
 def _cluster_means(x: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """Each unit's cluster mean of the columns of ``x`` (over every unit of the cluster)."""
-    counts = np.bincount(codes, minlength=n_groups).astype(float)
-    means = group_sums(codes, x, n_groups) / np.maximum(counts, 1.0)[:, None]
-    return means[codes]
+    return group_means(codes, x, n_groups)[codes]
 
 
 def _bernoulli_deviance(eta: np.ndarray, d: np.ndarray) -> float:

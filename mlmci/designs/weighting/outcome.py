@@ -24,7 +24,7 @@ import pandas as pd
 from mlmci.designs.weighting.design import WeightingData
 from mlmci.designs.weighting.propensity import model_columns
 from mlmci.errors import DataError
-from mlmci.transforms import group_sums
+from mlmci.transforms import group_means
 
 __all__ = ["outcome_by_arm"]
 
@@ -72,11 +72,8 @@ def _within(x: np.ndarray, design: WeightingData, rows: np.ndarray, arm: str):
     """OLS with cluster intercepts in the rows ``rows``; predictions for every row."""
     g = design.n_clusters
     codes, y, xs = design.codes[rows], design.y[rows], x[rows]
-    sizes = np.bincount(codes, minlength=g).astype(float)
     # Clusters absent from the arm get no intercept; the caller has refused them already.
-    safe = np.where(sizes > 0, sizes, 1.0)
-    y_mean = group_sums(codes, y, g) / safe
-    x_mean = group_sums(codes, xs, g) / safe[:, None]
+    y_mean, x_mean = group_means(codes, y, g), group_means(codes, xs, g)
     if xs.shape[1]:
         demeaned = xs - x_mean[codes]
         _full_rank(demeaned, arm)

@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.special import expit
 
 from mlmci.designs.weighting.design import WeightingData
+from mlmci.engines import Bayes, Engine
 from mlmci.errors import ConvergenceError
 
 __all__ = ["STRUCTURES", "model_columns", "propensity"]
@@ -114,14 +115,13 @@ def model_columns(design: WeightingData, structure: str) -> tuple[np.ndarray, li
     return np.column_stack([x, means[:, extra]]), notes
 
 
-def propensity(
-    design: WeightingData, structure: str, *, allow_boundary: bool = True, bayes=None
-) -> dict:
+def propensity(design: WeightingData, structure: str, engine: Engine) -> dict:
     """Fitted propensities (``"p"``), the fitted model (``"native"``) and ``"notes"``.
 
-    ``bayes``, an :class:`~mlmci.engines.Bayes` engine, fits the random-intercept
-    models in bambi instead (through the convergence gate); the propensity is then
-    the posterior mean of each unit's probability of treatment.
+    ``engine`` is the one :func:`mlmci.weighting.fit` resolved: for the random-intercept
+    models ``REML(allow_boundary=...)``, or :class:`~mlmci.engines.Bayes`, which fits
+    them in bambi instead (through the convergence gate); the propensity is then the
+    posterior mean of each unit's probability of treatment.
     """
     x, notes = model_columns(design, structure)
     if structure == "pooled":
@@ -129,10 +129,10 @@ def propensity(
     elif structure == "fe":
         dummies = np.eye(design.n_clusters)[design.codes]
         fitted = _glm(design.d, np.column_stack([dummies, x]))
-    elif bayes is not None:
-        fitted = _bayes(design, x, bayes)
+    elif isinstance(engine, Bayes):
+        fitted = _bayes(design, x, engine)
     else:
-        fitted = _glmm(design, x, allow_boundary=allow_boundary)
+        fitted = _glmm(design, x, allow_boundary=engine.allow_boundary)
     return {**fitted, "notes": notes}
 
 
