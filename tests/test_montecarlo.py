@@ -246,3 +246,28 @@ def test_score_refuses_missing_columns_and_missing_values():
         montecarlo.score(draws.drop(columns="truth"))
     with pytest.raises(DataError, match="estimate"):
         montecarlo.score(draws.assign(estimate=np.nan))
+
+
+def test_sentence_states_only_what_the_verdict_allows():
+    row = {"metric": "rmse", "difference": 0.05, "mcse": 0.01, "verdict": "worse"}
+    assert montecarlo.sentence(row, "A", "B") == (
+        "the RMSE of A is higher than that of B by 0.050 (5 paired MCSEs)"
+    )
+    tie = {"metric": "abs_bias", "difference": -0.01, "mcse": 0.02, "verdict": "indistinguishable"}
+    assert montecarlo.sentence(tie, "A", "B").startswith("A and B are within Monte Carlo error")
+    assert "absolute bias difference -0.010" in montecarlo.sentence(tie, "A", "B")
+
+
+def test_sentence_refuses_an_unknown_metric():
+    with pytest.raises(KeyError):
+        montecarlo.sentence({"metric": "mae", "difference": 0, "mcse": 1, "verdict": "x"}, "A", "B")
+
+
+def test_with_mcse_formats_each_row_and_needs_both_columns():
+    scores = pd.DataFrame({"coverage": [0.951, 0.8], "coverage_mcse": [0.0098, 0.02]})
+    assert montecarlo.with_mcse(scores, "coverage", digits=2).tolist() == [
+        "0.95 (0.01)",
+        "0.80 (0.02)",
+    ]
+    with pytest.raises(DataError, match="coverage_mcse"):
+        montecarlo.with_mcse(scores.drop(columns="coverage_mcse"), "coverage")

@@ -130,3 +130,16 @@ def test_group_sums_equal_pandas_groupby_for_any_shape():
     want = pd.DataFrame(values.reshape(40, -1)).groupby(codes).sum().reindex(range(6), fill_value=0)
     np.testing.assert_allclose(got.reshape(6, -1), want.to_numpy(), atol=1e-12)
     assert group_sums(codes, np.zeros((40, 0)), 6).shape == (6, 0)
+
+
+def test_group_means_match_pandas_and_leave_empty_groups_at_zero():
+    from mlmci.transforms import group_means
+
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 5, 60)
+    codes[codes == 3] = 4  # group 3 has no rows
+    values = rng.normal(size=(60, 2))
+    got = group_means(codes, values, 5)
+    expected = pd.DataFrame(values).groupby(codes).mean().reindex(range(5), fill_value=0.0)
+    np.testing.assert_allclose(got, expected.to_numpy(), rtol=1e-14)
+    assert got.shape == (5, 2) and group_means(codes, values[:, 0], 5).shape == (5,)

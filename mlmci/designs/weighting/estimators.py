@@ -92,7 +92,16 @@ def estimate(
     n_groups: int,
     mu: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Estimate:
-    """The ``estimand`` by ``estimator`` (see the module docstring) with its SE."""
+    """The ``estimand`` by ``estimator`` (see the module docstring) with its SE.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y, d = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 1.0, 0.0, 0.0])
+    >>> e, codes = np.full(4, 0.5), np.array([0, 1, 0, 1])
+    >>> estimate("ipw", "ATE", y=y, d=d, e=e, codes=codes, n_groups=2).estimate
+    -2.0
+    """
     w = balancing_weights(d, e, estimand)
     if estimator == "ipw":
         return _hajek(y, d, w, codes, n_groups)
