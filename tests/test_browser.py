@@ -117,6 +117,8 @@ def test_index_redirects_to_the_introduction(page, server):
 def test_book_has_pages():
     assert "book/intro.html" in PAGES, f"pages found: {PAGES}"
     assert "book/api.html" in PAGES
+    # Part IV: the decision guide (a notebook) and the glossary (plain MyST).
+    assert {"book/guide.html", "book/glossary.html"} <= set(PAGES)
 
 
 @pytest.mark.parametrize("path", PAGES)

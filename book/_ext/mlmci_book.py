@@ -336,6 +336,21 @@ def report_timings(app: Sphinx, exception: Exception | None) -> None:
         )
 
 
+def note_glue_sources(app: Sphinx, doctree) -> None:
+    """A page that quotes another page's glue is re-read when that page changes.
+
+    myst-nb resolves ``{glue:text}`other.md::key``` at write time from the other
+    page's glue data, but Sphinx does not know the dependency: after an edit of a
+    quoted chapter the quoting page (the decision guide) would keep its old
+    numbers until it is edited itself. Noting the chapter's source as a
+    dependency makes Sphinx re-read and rewrite the quoting page too.
+    """
+    from myst_nb.ext.glue.utils import PendingGlueReference
+
+    for node in doctree.findall(PendingGlueReference):
+        app.env.note_dependency(str(app.env.doc2path(node.refdoc)))
+
+
 def mark_start(app: Sphinx) -> None:
     import time
 
@@ -370,6 +385,7 @@ def setup(app: Sphinx) -> dict:
         app.connect("doctree-read", collect_cell_timings)
         app.connect("env-purge-doc", purge_cell_timings)
         app.connect("env-merge-info", merge_cell_timings)
+    app.connect("doctree-read", note_glue_sources)
     app.connect("html-page-context", offer_notebook)
     app.connect("html-page-context", drop_thebe)
     app.connect("build-finished", copy_mathjax)
