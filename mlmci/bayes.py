@@ -32,6 +32,7 @@ import pandas as pd
 from mlmci import runmode
 from mlmci.config import HDI_PROB
 from mlmci.errors import ArgumentError, ConvergenceError, DataError, DataTypeError
+from mlmci.formula import parse_formula
 from mlmci.results import Fit, interval_label, tidy
 from mlmci.validation import as_list, require_columns, require_dataframe, require_no_missing
 
@@ -426,15 +427,6 @@ def _gate(
     return check_convergence(idata, var_names=var_names, **dataclasses.asdict(thresholds))
 
 
-def _formula_variables(formula: str) -> set[str]:
-    from formulae import model_description
-
-    try:
-        return set(model_description(formula).var_names)
-    except Exception as exc:  # formulae's ParseError and friends
-        raise DataError(f"the formula {formula!r} does not parse: {exc}") from exc
-
-
 def fit(
     formula: str,
     data: pd.DataFrame,
@@ -494,7 +486,7 @@ def fit(
 
     require_dataframe(data)
     settings = _resolve_settings(sampler)
-    variables = _formula_variables(formula)
+    variables = set(parse_formula(formula).columns)
     external = set(model_options.get("extra_namespace") or {})
     require_columns(data, sorted(variables - external))
     require_no_missing(data, sorted(variables - external))

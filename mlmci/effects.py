@@ -86,6 +86,7 @@ from mlmci import mixed
 from mlmci.config import default_prob
 from mlmci.engines import OLS, REML, Bayes, resolve
 from mlmci.errors import ArgumentError, DataError, DataTypeError
+from mlmci.identification import dependent_columns
 from mlmci.results import Fit, interval_label, tidy
 from mlmci.validation import (
     as_list,
@@ -541,14 +542,18 @@ def _ols(
     """
     codes = prep.frame["g"].to_numpy()
     covs = design[covariate_columns].to_numpy()
+    # Deviations are judged against the raw columns' lengths: a column constant within
+    # groups leaves rounding noise, not variation (mlmci.identification).
+    covs_length = np.linalg.norm(covs, axis=0)
     covs_within = _within(covs, [codes])
     if own_effects:
         # Every group has both arms (checked), so the J effect columns are independent.
         rank_treat = len(effect_columns)
         covs_left = _within(covs, [codes, prep.frame["t"].to_numpy()])
     else:
-        treat = _within(design[effect_columns].to_numpy(), [codes])
-        rank_treat = _rank(treat)
+        effect_block = design[effect_columns].to_numpy()
+        treat = _within(effect_block, [codes])
+        rank_treat = _rank(treat, np.linalg.norm(effect_block, axis=0))
         if rank_treat < len(effect_columns):
             raise DataError(
                 "the treatment effect is not identified: the treatment (or its product with a "
@@ -556,8 +561,8 @@ def _ols(
                 "than one value across groups."
             )
         covs_left = covs_within - treat @ np.linalg.lstsq(treat, covs_within, rcond=None)[0]
-    rank_covs = _rank(covs_within)
-    if _rank(covs_left) < rank_covs:
+    rank_covs = _rank(covs_within, covs_length)
+    if _rank(covs_left, covs_length) < rank_covs:
         raise DataError(
             "the treatment effects are not identified: a covariate is collinear with the "
             "treatment within groups. Remove that covariate."
@@ -583,8 +588,9 @@ def _within(block: np.ndarray, keys: list[np.ndarray]) -> np.ndarray:
     return block - means
 
 
-def _rank(block: np.ndarray) -> int:
-    return int(np.linalg.matrix_rank(block)) if block.shape[1] else 0
+def _rank(block: np.ndarray, length: np.ndarray) -> int:
+    """The number of columns of ``block`` independent of those before them."""
+    return block.shape[1] - len(dependent_columns(block, scale=length))
 
 
 def _t_rows(

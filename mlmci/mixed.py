@@ -63,8 +63,6 @@ Examples
 
 from __future__ import annotations
 
-import ast
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -74,6 +72,7 @@ import pandas as pd
 from scipy import stats
 
 from mlmci.errors import ArgumentError, ConvergenceError, DataError, DataTypeError
+from mlmci.formula import parse_formula
 from mlmci.results import Fit, interval_label, tidy
 from mlmci.threads import single_blas_thread
 from mlmci.validation import require_columns, require_dataframe, require_no_missing, require_numeric
@@ -85,8 +84,6 @@ SINGULAR_TOL = 1e-4
 
 Family = Literal["gaussian", "binomial"]
 _INTERCEPT = "(Intercept)"
-# A random-effects term of lme4's syntax: (expr | group) or (expr || group).
-_BAR = re.compile(r"\(([^()|]*)(\|\|?)([^()|]*)\)")
 
 
 def is_singular(theta: np.ndarray, lower: np.ndarray, *, tol: float = SINGULAR_TOL) -> bool:
@@ -693,52 +690,21 @@ def _formula_columns(
     formula: str, data: pd.DataFrame
 ) -> tuple[str, list[str], list[tuple[str, ...]]]:
     """The response, every data column the formula uses, and each bar's grouping factors."""
-    if "~" not in formula:
-        raise DataError(f"formula {formula!r} has no '~': write it like 'y ~ x + (1 | g)'.")
-    lhs, rhs = formula.split("~", 1)
-    bars = _BAR.findall(rhs)
-    if not bars:
+    terms = parse_formula(formula)
+    if not terms.random:
         raise DataError(
             f"formula {formula!r} has no random part: add one in lme4's syntax, e.g. "
             "'y ~ x + (1 | g)' for a varying intercept by g (for no random part, use OLS)."
         )
-    fixed = _BAR.sub("0", rhs)
-    if "|" in fixed:
-        raise DataError(f"formula {formula!r} does not parse: a '|' outside '( ... | group)'.")
-    response = _names(lhs, formula)
-    if len(response) != 1:
+    if len(terms.response) != 1:
         raise DataError(f"formula {formula!r} needs one response column on the left of '~'.")
-    names = list(response)
-    names += _names(fixed, formula)
     grouping: list[tuple[tuple[str, ...], bool, bool]] = []
-    for expr, _, group in bars:
-        slopes = _names(expr, formula)
-        names += slopes
-        factors = tuple(f.strip() for f in re.split(r"[/:]", group) if f.strip())
-        if not factors or not all(f.isidentifier() for f in factors):
-            raise DataError(f"formula {formula!r}: the grouping {group.strip()!r} is not a column.")
-        names += factors
-        if "/" in group:  # (1 | a/b) is (1 | a) + (1 | a:b)
-            grouping += [(factors[: i + 1], bool(slopes), True) for i in range(len(factors))]
+    for term in terms.random:
+        factors, slopes = term.factors, bool(term.columns)
+        if term.nested:  # (1 | a/b) is (1 | a) + (1 | a:b)
+            grouping += [(factors[: i + 1], slopes, True) for i in range(len(factors))]
         else:
-            grouping.append((factors, bool(slopes), False))
-    used = list(dict.fromkeys(names))
+            grouping.append((factors, slopes, False))
+    used = terms.columns
     require_columns(data, used)
-    return response[0], used, grouping
-
-
-def _names(code: str, formula: str) -> list[str]:
-    """Column names read by one side of a formula (not the I() function or numbers)."""
-    text = code.strip()
-    if not text:
-        return []
-    # Formula operators are Python operators too, so ast finds the names.
-    try:
-        tree = ast.parse(text.replace("||", "|").replace(":", "*"), mode="eval")
-    except SyntaxError:
-        raise DataError(
-            f"formula {formula!r} does not parse near {text!r}: write it like "
-            "'y ~ x1 + x2 + (1 | g)', with column names that are Python identifiers."
-        ) from None
-    calls = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    return [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in calls]
+    return terms.response[0], used, grouping

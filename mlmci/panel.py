@@ -44,6 +44,7 @@ from linearmodels.panel import BetweenOLS, PanelOLS, PooledOLS, RandomEffects
 
 from mlmci.config import CI_PROB
 from mlmci.errors import DataError, DataTypeError
+from mlmci.identification import RANK_TOL, dependent_columns
 from mlmci.results import Fit, interval_label, tidy
 from mlmci.validation import (
     as_list,
@@ -70,11 +71,6 @@ ESTIMATORS: tuple[str, ...] = ("pooled", "between", "re", "fe", "mundlak")
 COV_TYPES: tuple[str, ...] = ("unadjusted", "robust", "clustered")
 MEAN_SUFFIX = "_mean"
 CONST = "const"
-
-# A column counts as linearly dependent on the columns before it when the part
-# of it they cannot explain is this small relative to its own length. Exact
-# collinearity leaves ~1e-15; real, if weak, variation is orders larger.
-_RANK_TOL = 1e-9
 
 CovType = Literal["unadjusted", "robust", "clustered"]
 
@@ -608,8 +604,9 @@ def compare(
     and its columns are added one at a time in the order intercept, period
     dummies, ``x``, ``invariant``, entity means (period dummies last in the
     between regression): a column whose residual on the columns before it is
-    negligible (norm below 1e-9 times the norm of the untransformed column) is
-    dropped, and the note names the columns it is collinear with.
+    negligible (norm at most 1e-9 times the norm of the untransformed column,
+    :func:`mlmci.identification.dependent_columns`) is dropped, and the note
+    names the columns it is collinear with.
 
     When the Mundlak model drops the mean of a regressor, the coefficient on
     that regressor is no longer a pure within-entity estimate; the note says so.
@@ -770,31 +767,31 @@ def _independent_columns(
 ) -> tuple[list[str], dict[str, list[str]]]:
     """Add columns one by one; return those kept and, for each dropped one, its partners.
 
-    A column is dropped when what the kept columns cannot explain of it is
-    negligible relative to the length of its ``reference`` (the column before
-    the estimator's transformation, so that rounding noise left by demeaning a
-    constant does not count as variation; by default the column itself).
-    A dropped column's partners are the kept columns that reproduce it (those
-    with a non-negligible weight in its least-squares fit); a column that is
+    A column is dropped when the kept columns explain it up to
+    :data:`mlmci.identification.RANK_TOL` of the length of its ``reference`` (the
+    column before the estimator's transformation, so that rounding noise left by
+    demeaning a constant does not count as variation; by default the column itself),
+    as :func:`mlmci.identification.dependent_columns` decides.
+    A dropped column's partners are the kept columns before it that reproduce it
+    (those with a non-negligible weight in its least-squares fit); a column that is
     (numerically) zero has no partners.
     """
+    names = list(columns)
     reference = columns if reference is None else reference
+    scale = np.array([np.linalg.norm(reference[c]) for c in names])
+    dependent = set(
+        dependent_columns(np.column_stack([columns[c] for c in names]), names, scale=scale)
+    )
     kept: list[str] = []
-    basis = np.empty((next(iter(columns.values())).shape[0], 0))
     dropped: dict[str, list[str]] = {}
-    for name, vector in columns.items():
-        scale = float(np.linalg.norm(reference[name]))
-        norm = float(np.linalg.norm(vector))
-        if norm <= _RANK_TOL * scale or norm == 0.0:
-            dropped[name] = []
-            continue
-        resid = vector
-        for _ in range(2):  # a second pass restores orthogonality lost to rounding
-            resid = resid - basis @ (basis.T @ resid)
-        resid_norm = float(np.linalg.norm(resid))
-        if resid_norm > _RANK_TOL * scale:
+    for name, length in zip(names, scale, strict=True):
+        if name not in dependent:
             kept.append(name)
-            basis = np.column_stack([basis, resid / resid_norm])
+            continue
+        vector = columns[name]
+        norm = float(np.linalg.norm(vector))
+        if norm <= RANK_TOL * length or norm == 0.0:
+            dropped[name] = []
             continue
         kept_matrix = np.column_stack([columns[k] for k in kept])
         lengths = np.linalg.norm(kept_matrix, axis=0)

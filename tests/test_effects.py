@@ -475,6 +475,24 @@ def test_covariate_collinear_with_treatment_is_refused(small):
         _fit(bad, "no_pooling", covariates=["copy"])
 
 
+@pytest.mark.parametrize("method", ["no_pooling", "complete_pooling"])
+def test_covariate_collinear_with_treatment_within_groups_is_refused(small, method):
+    # 0.3 * treated plus a group-level shift: partialling out the groups and the treatment
+    # leaves rounding noise, which the identification check does not count as variation
+    # (numpy's matrix_rank, used before, did for a single covariate).
+    bad = small.assign(copy=0.3 * small["treated"] + small["w"])
+    with pytest.raises(DataError, match="collinear with the treatment within groups"):
+        _fit(bad, method, covariates=["copy"])
+
+
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.SingularMatrixWarning")
+@pytest.mark.parametrize("method", ["no_pooling", "complete_pooling"])
+def test_group_level_covariate_is_absorbed_by_the_group_intercepts(small, method):
+    plain = _fit(small, method).tidy()
+    adjusted = _fit(small, method, covariates=["w"]).tidy()
+    np.testing.assert_allclose(adjusted["estimate"], plain["estimate"], rtol=1e-8)
+
+
 @pytest.mark.parametrize(
     ("options", "error"),
     [

@@ -70,6 +70,7 @@ import numpy as np
 from scipy import optimize, sparse, special
 
 from mlmci.errors import ArgumentError, ConvergenceError, DataError
+from mlmci.identification import dependent_columns
 from mlmci.threads import one_blas_thread
 from mlmci.transforms import group_means, group_sums
 
@@ -85,10 +86,6 @@ __all__ = [
 OUTCOME_STRUCTURES = ("pooled", "fe", "re", "mundlak")
 Structure = Literal["pooled", "fe", "re", "mundlak"]
 
-# A design counts as rank deficient when its smallest singular value, with every
-# column scaled to unit length, is below this (mlmci.fastpath's threshold: exact
-# collinearity leaves ~1e-15).
-_RANK_TOL = 1e-9
 # Newton's methods stop when no coefficient moves by more than this; the
 # convergence is quadratic, so the coefficients are then exact to ~1e-15.
 _STEP_TOL = 1e-10
@@ -176,8 +173,8 @@ def _check_rank(design: np.ndarray, what: str) -> None:
         raise DataError(
             f"the {what} has {design.shape[1]} columns but only {design.shape[0]} rows."
         )
-    lengths = np.linalg.norm(design, axis=0)
-    if np.any(lengths == 0) or np.linalg.svd(design / lengths, compute_uv=False)[-1] < _RANK_TOL:
+    # The identification check of mlmci's own estimators (greedy, mlmci.identification).
+    if dependent_columns(design):
         raise DataError(
             f"the {what} is rank deficient (a covariate is constant, or collinear with the "
             "others); drop the redundant column(s)."

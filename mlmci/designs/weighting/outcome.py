@@ -24,6 +24,7 @@ import pandas as pd
 from mlmci.designs.weighting.design import WeightingData
 from mlmci.designs.weighting.propensity import model_columns
 from mlmci.errors import DataError
+from mlmci.identification import dependent_columns
 from mlmci.transforms import group_means
 
 __all__ = ["outcome_by_arm"]
@@ -51,10 +52,10 @@ def outcome_by_arm(
     return preds[0], preds[1], fits
 
 
-def _full_rank(x: np.ndarray, arm: str) -> None:
+def _full_rank(x: np.ndarray, arm: str, scale: np.ndarray | None = None) -> None:
     # The columns are independent in the whole sample (model_columns), not always in
     # one arm: a dummy that is 0 for every treated unit, say.
-    if x.shape[1] and np.linalg.matrix_rank(x) < x.shape[1]:
+    if dependent_columns(x, scale=scale):
         raise DataError(
             f"the outcome model's covariates are collinear among the {arm} units (a "
             "covariate constant in that arm?): drop it or use another outcome model."
@@ -76,7 +77,9 @@ def _within(x: np.ndarray, design: WeightingData, rows: np.ndarray, arm: str):
     y_mean, x_mean = group_means(codes, y, g), group_means(codes, xs, g)
     if xs.shape[1]:
         demeaned = xs - x_mean[codes]
-        _full_rank(demeaned, arm)
+        # Judged against the raw columns: a covariate constant within the arm's
+        # clusters leaves rounding noise after demeaning, not variation.
+        _full_rank(demeaned, arm, np.linalg.norm(xs, axis=0))
         beta, *_ = np.linalg.lstsq(demeaned, y - y_mean[codes], rcond=None)
     else:
         beta = np.zeros(0)

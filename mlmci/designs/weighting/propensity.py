@@ -31,6 +31,7 @@ from scipy.special import expit
 from mlmci.designs.weighting.design import WeightingData
 from mlmci.engines import Bayes, Engine
 from mlmci.errors import ConvergenceError
+from mlmci.identification import dependent_columns
 
 __all__ = ["STRUCTURES", "model_columns", "propensity"]
 
@@ -46,26 +47,21 @@ STRUCTURES = {
 def _independent(columns: np.ndarray, base: np.ndarray, scale: np.ndarray | None = None):
     """Which ``columns`` are linearly independent of ``base`` and of the columns kept before.
 
-    Greedy, in order, on the residuals of a least-squares projection: a column whose
-    residual is below 1e-8 of its ``scale`` (default: its norm) is collinear and
-    dropped, so the user's first mention of a collinear set wins. Within-cluster
-    deviations are judged against the spread of the raw covariate, since a
-    cluster-level covariate leaves deviations of rounding size, not zero.
+    Greedy, in order (:func:`mlmci.identification.dependent_columns`, after the
+    ``base`` columns): a column the ones before it reproduce up to
+    :data:`~mlmci.identification.RANK_TOL` of its ``scale`` (default: its norm) is
+    collinear and dropped, so the user's first mention of a collinear set wins.
+    Within-cluster deviations are judged against the spread of the raw covariate,
+    since a cluster-level covariate leaves deviations of rounding size, not zero.
     """
-    kept: list[int] = []
-    current = base
-    norms = np.linalg.norm(columns, axis=0) if scale is None else scale
-    for k in range(columns.shape[1]):
-        col = columns[:, k]
-        norm = norms[k]
-        if current.shape[1]:
-            coef, *_ = np.linalg.lstsq(current, col, rcond=None)
-            resid = col - current @ coef
-        else:
-            resid = col
-        if norm > 0 and np.linalg.norm(resid) > 1e-8 * norm:
-            kept.append(k)
-            current = np.column_stack([current, col])
+    lengths = np.linalg.norm(columns, axis=0) if scale is None else scale
+    dependent = set(
+        dependent_columns(
+            np.column_stack([base, columns]),
+            scale=np.concatenate([np.linalg.norm(base, axis=0), lengths]),
+        )
+    )
+    kept = [k for k in range(columns.shape[1]) if base.shape[1] + k not in dependent]
     return np.array(kept, dtype=int)
 
 
