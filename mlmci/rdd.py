@@ -24,6 +24,10 @@ naming the estimator:
   sites whose slopes truly differ get biased jumps. The headline is the fixed
   ``D`` coefficient (the hyper-mean), site rows are ``D + b_j`` with Henderson's
   prediction-error SE.
+  With ``engine=Bayes(...)`` the same model is sampled in PyMC through the
+  convergence gate (:mod:`mlmci.designs.rdd.twin`, the site effects integrated
+  out and then drawn from their conditional posterior): posterior means and HDIs,
+  the headline ``"jump"``, ``"sd(jump)"`` and one row per site.
 
 Every tidy row holds the conventional estimate; ``ci_low``/``ci_high`` are the
 robust bias-corrected interval where rdrobust provides one (``interval`` says

@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 
 from mlmci import meta, mixed
+from mlmci.designs.rdd import twin
 from mlmci.designs.rdd.local import local_linear
 from mlmci.designs.rdd.result import RDResult
-from mlmci.engines import OLS, REML, Engine, resolve
+from mlmci.designs.rdd.twin import RDBayesResult
+from mlmci.engines import OLS, REML, Bayes, Engine, resolve
 from mlmci.errors import ArgumentError, DataError
 from mlmci.results import interval_label
 from mlmci.validation import require_columns, require_dataframe, require_no_missing, require_numeric
@@ -21,7 +23,7 @@ __all__ = ["METHODS", "RDResult", "density_test", "fit", "local_linear"]
 
 METHODS = ("rdrobust", "per_site", "eb", "mlm")
 _VCE = ("nn", "hc0", "hc1", "hc2", "hc3")
-_ALLOWED = {"rdrobust": (OLS,), "per_site": (OLS,), "eb": (OLS,), "mlm": (REML,)}
+_ALLOWED = {"rdrobust": (OLS,), "per_site": (OLS,), "eb": (OLS,), "mlm": (REML, Bayes)}
 _DEFAULTS = {
     "rdrobust": OLS("nn"),
     "per_site": OLS("nn"),
@@ -42,7 +44,7 @@ def fit(
     bandwidth: float | None = None,
     engine: Engine | None = None,
     prob: float | None = None,
-) -> RDResult:
+) -> RDResult | RDBayesResult:
     """Estimate a sharp RD jump at ``cutoff``, pooled or site by site.
 
     Parameters
@@ -65,14 +67,17 @@ def fit(
         ``OLS(cov_type=...)`` for the rdrobust-based methods, where ``cov_type`` is
         rdrobust's ``vce`` (``"nn"``, the default, or ``"hc0"``-``"hc3"``);
         ``REML(allow_boundary=...)`` for ``mlm`` (default ``True``: a zero variance of
-        the site jumps is a legitimate answer).
+        the site jumps is a legitimate answer), or ``Bayes(sampler=..., gate=...)``
+        for its Bayesian twin (:mod:`mlmci.designs.rdd.twin`: the same model, kernel
+        weights and bandwidth, sampled in PyMC through the convergence gate).
     prob
         Default interval probability of the result's tables (0.95 if not given);
         ``tidy(prob=...)`` gives any other.
 
     Returns
     -------
-    RDResult
+    RDResult or RDBayesResult
+        :class:`~mlmci.designs.rdd.twin.RDBayesResult` for ``mlm`` with ``Bayes()``.
 
     Raises
     ------
@@ -147,6 +152,9 @@ def fit(
     if len(labels) < 2:
         raise DataError(f"site {site!r} has a single level; use method='rdrobust'.")
     _check_sites(xv, codes, labels, cutoff, h, site)
+    if method == "mlm" and isinstance(eng, Bayes):
+        local = twin.local_data(yv, xv, codes, labels, cutoff=cutoff, h=h)
+        return twin.fit_bayes(local, eng, notes)
     if method == "mlm":
         return _mlm(
             yv,
