@@ -53,6 +53,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from mlmci.errors import DataError
+from mlmci.identification import dependent_columns
 from mlmci.panel import CONST, COV_TYPES, ESTIMATORS, MEAN_SUFFIX, CovType, stata_cluster_factor
 from mlmci.results import interval_label
 from mlmci.transforms import group_sums
@@ -65,11 +66,6 @@ from mlmci.validation import (
 )
 
 __all__ = ["compare_table", "reml_random_intercept"]
-
-# A design counts as rank deficient when its smallest singular value, with
-# every column scaled to unit length, is below this; exact collinearity
-# leaves ~1e-15 (the threshold of mlmci.panel's identification check).
-_RANK_TOL = 1e-9
 
 
 def compare_table(
@@ -200,9 +196,11 @@ def _t_quantile(prob: float, df: int) -> float:
     return float(stats.t.ppf(prob, df))
 
 
-def _check_rank(design: np.ndarray, names: list[str], estimator: str) -> None:
-    lengths = np.linalg.norm(design, axis=0)
-    if np.any(lengths == 0) or np.linalg.svd(design / lengths, compute_uv=False)[-1] < _RANK_TOL:
+def _check_rank(
+    design: np.ndarray, names: list[str], estimator: str, scale: np.ndarray | None = None
+) -> None:
+    """Refuse a design with a redundant column (``scale``: see ``dependent_columns``)."""
+    if dependent_columns(design, names, scale=scale):
         raise DataError(
             f"the {estimator!r} design ({', '.join(names)}) is rank deficient; the fast path "
             "needs identified regressors. Use mlmci.panel.compare, which drops and reports "
@@ -298,7 +296,9 @@ def _table(
     # Within: demean by entity, add back the grand mean (linearmodels' intercept).
     y_within = yv - rows_mean[:, 0]
     x_within = xv - x_rows_mean
-    _check_rank(x_within, xs, "fe")
+    # measured against the raw columns: a regressor constant within entities leaves
+    # only rounding noise after demeaning
+    _check_rank(x_within, xs, "fe", scale=np.linalg.norm(xv, axis=0))
     fe_design = np.column_stack([ones, x_within + xv.mean(axis=0)])
     fe_outcome = y_within + yv.mean()
 

@@ -4,9 +4,10 @@ An estimator can identify the coefficient of a column only if that column is not
 linear combination of the others. :func:`dependent_columns` decides this the way a
 reader reads a design, from left to right: a column is *dependent* when the columns
 kept before it reproduce it (up to rounding), and then it is dropped, so the first
-mention of a collinear set wins. The panel estimators, the group-effects OLS, the
-weighting design's propensity and outcome models and their Monte Carlo fast path all
-call it, with the one tolerance :data:`RANK_TOL`.
+mention of a collinear set wins. The panel estimators and their Monte Carlo fast
+path, the group-effects OLS, the meta-analysis design, the IV random-effects ratio,
+the weighting design's propensity and outcome models and their fast path all call
+it, with the one tolerance :data:`RANK_TOL`.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from mlmci.errors import DataError
+from mlmci.identification import dependent_columns
 from mlmci.results import Fit, interval_label, tidy
 
 __all__ = ["MetaResult", "fit"]
@@ -247,7 +248,7 @@ def fit(
         if not np.all(np.isfinite(x.to_numpy())):
             raise DataError("design has missing or non-finite values.")
     xm = x.to_numpy()
-    if k < xm.shape[1] + 2 or np.linalg.matrix_rank(xm) < xm.shape[1]:
+    if k < xm.shape[1] + 2 or dependent_columns(xm):
         raise DataError(
             f"the design has {xm.shape[1]} columns (full rank needed) for {k} sites; REML "
             "needs at least two more sites than columns."

@@ -28,6 +28,7 @@ import pandas as pd
 from mlmci.designs.iv.design import IVData, group_sums
 from mlmci.designs.iv.multisite import ratio_with_se
 from mlmci.errors import ArgumentError, DataError
+from mlmci.identification import dependent_columns
 from mlmci.sandwich import random_intercept_scores
 
 
@@ -69,7 +70,7 @@ def fit_ratio(design: IVData, *, mundlak: bool, allow_boundary: bool) -> RatioFi
     frame = pd.DataFrame({**cols, "_y": design.y, "_d": design.d, "_site": codes})
     rhs = " + ".join(cols)
     x = np.column_stack([np.ones(len(frame)), frame[list(cols)].to_numpy(float)])
-    if np.linalg.matrix_rank(x) < x.shape[1]:
+    if dependent_columns(x):
         names = [design.instruments[0], *design.covariates]
         raise DataError(
             f"the intercept, {names} and the site mean of the instrument (with "
