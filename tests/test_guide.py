@@ -195,9 +195,5 @@ def test_every_term_role_resolves_to_a_glossary_entry():
 def test_every_glossary_term_is_linked_from_a_chapter():
     pages = [BOOK / f"{Path(c).name}.md" for c in chapters()]
     linked = linked_terms(pages)
-    unlinked = [
-        entry[0]
-        for entry in glossary_entries()
-        if not {n.lower() for n in entry} & linked
-    ]
+    unlinked = [entry[0] for entry in glossary_entries() if not {n.lower() for n in entry} & linked]
     assert not unlinked, f"glossary terms no chapter links to: {unlinked}"

@@ -13,8 +13,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlmci import bayes, datasets, did, effects, iv, meta, mixed, panel, pooling, rdd, weighting
-from mlmci.engines import REML
+from mlmci import (
+    bayes,
+    datasets,
+    did,
+    effects,
+    iv,
+    meta,
+    mixed,
+    panel,
+    pooling,
+    rdd,
+    runmode,
+    weighting,
+)
+from mlmci.engines import REML, Bayes
 from mlmci.results import TIDY_COLUMNS, Fit
 from mlmci.simulate import (
     simulate_clustered_treatment,
@@ -58,8 +71,11 @@ RESULTS = {
     "panel": lambda: _panel(),
     "did etwfe": lambda: _did("etwfe"),
     "did pooled cells": lambda: _did("pooled_cells"),
+    "did re_cells": lambda: _did("re_cells", vcov="iid"),
+    "did re_cells bayes (quick mode)": lambda: _did_bayes(),
     "rdd rdrobust": lambda: _rdd("rdrobust"),
     "rdd mlm": lambda: _rdd("mlm"),
+    "rdd mlm bayes (quick mode)": lambda: _rdd_bayes(),
     "iv 2sls": lambda: _iv("2sls"),
     "iv re_mundlak": lambda: _iv("re_mundlak"),
     "iv per_site": lambda: _iv("per_site"),
@@ -93,15 +109,34 @@ def _iv(method: str) -> iv.IVResult:
     )
 
 
-def _did(method: str) -> did.DidResult:
+def _did(method: str, **kw) -> did.DidResult:
     data, _ = simulate_staggered(n_units=60, n_periods=6, seed=3)
-    return did.fit(data, "y", unit="unit", time="period", treatment="treated", method=method)
+    return did.fit(data, "y", unit="unit", time="period", treatment="treated", method=method, **kw)
+
+
+def _did_bayes() -> did.DidBayesResult:
+    """The Bayesian twin with mocked draws (quick mode), as the chapter tests run it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(runmode.QUICK_ENV, "1")
+        mp.delenv(runmode.BOOK_ENV, raising=False)
+        return _did("re_cells", vcov="iid", engine=Bayes())
 
 
 def _rdd(method: str) -> rdd.RDResult:
     data, _ = simulate_rdd(n_sites=12, n_per_site=120, seed=1)
     site = None if method == "rdrobust" else "site"
     return rdd.fit(data, "y", running="x", site=site, method=method, bandwidth=1.0)
+
+
+def _rdd_bayes():
+    """The Bayesian twin of the multilevel RD with mocked draws (quick mode)."""
+    data, _ = simulate_rdd(n_sites=12, n_per_site=120, seed=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(runmode.QUICK_ENV, "1")
+        mp.delenv(runmode.BOOK_ENV, raising=False)
+        return rdd.fit(
+            data, "y", running="x", site="site", method="mlm", bandwidth=1.0, engine=Bayes()
+        )
 
 
 def _panel() -> panel.PanelComparison:

@@ -256,8 +256,11 @@ def test_no_better_point_near_the_optimum(seed):
     from mlmci.simulate import simulate_multisite_iv
 
     data, _ = simulate_multisite_iv(
-        n_sites=12 + 3 * seed, n_per_site=40, compliance_sd=(0.0, 0.6)[seed % 2],
-        late_sd=(0.3, 0.0, 0.2)[seed % 3], seed=seed,
+        n_sites=12 + 3 * seed,
+        n_per_site=40,
+        compliance_sd=(0.0, 0.6)[seed % 2],
+        late_sd=(0.3, 0.0, 0.2)[seed % 3],
+        seed=seed,
     )
     sites = site_effects(prepare(data, "y", treatment="d", instrument="z", site="site"))
     fit = bivariate_reml(sites.est, sites.cov)

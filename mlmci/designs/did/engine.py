@@ -2,7 +2,9 @@
 
 - :func:`ols`: a pyfixest ``feols`` fit, returned as names, coefficients and
   covariance (pyfixest keeps the full covariance in the private ``_vcov``).
-- :func:`reml`: a random-intercept model through :func:`mlmci.mixed.fit`.
+- :func:`reml`: a mixed model through :func:`mlmci.mixed.fit`.
+- :func:`bayes`: a bambi model through :func:`mlmci.bayes.fit`, and the posterior
+  draws of named variables as numpy arrays (the names are bambi's).
 
 Small-sample conventions (those of pyfixest's ``CRV1``, which follow fixest):
 clustered by unit, ``V = G/(G-1) (n-1)/(n-k) (X̃'X̃)^{-1} M (X̃'X̃)^{-1}`` with
@@ -13,6 +15,8 @@ effects are nested in the clusters and not counted), and t intervals with
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -31,8 +35,28 @@ class OLSFit:
     native: object
 
 
+@contextlib.contextmanager
+def _keep_root_logging():
+    """Undo what pyfixest does to the root logger while it runs.
+
+    pyfixest 0.60's first ``feols`` imports modules (lazily) that configure the root
+    logger (level INFO, a stderr handler), so every library's INFO message afterwards
+    (arviz on import, PyTensor compiling) would reach a page's stderr. Logging
+    configuration is the caller's: restore it.
+    """
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+
+
 def _pyfixest():
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _keep_root_logging():
         warnings.simplefilter("ignore")
         import pyfixest
 
@@ -45,7 +69,7 @@ def ols(formula: str, frame: pd.DataFrame, *, vcov: str, cluster: str = "_unit")
     spec = {"CRV1": cluster} if vcov == "cluster" else vcov  # "iid" or "hetero" (HC1)
     # pyfixest 0.60 on pandas 3 warns (Pandas4Warning: the `inplace=` keyword of
     # DataFrame.reset_index / drop is deprecated) from inside its own code on every fit.
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _keep_root_logging():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
@@ -65,8 +89,32 @@ def ols(formula: str, frame: pd.DataFrame, *, vcov: str, cluster: str = "_unit")
     return OLSFit(names=names, beta=beta, cov=(cov + cov.T) / 2, df=df, native=native)
 
 
-def reml(formula: str, frame: pd.DataFrame):
-    """A REML fit of a random-intercept model through :func:`mlmci.mixed.fit`."""
+def reml(formula: str, frame: pd.DataFrame, *, allow_boundary: bool = False):
+    """A REML fit of a mixed model through :func:`mlmci.mixed.fit`."""
     from mlmci import mixed
 
-    return mixed.fit(formula, frame, reml=True)
+    return mixed.fit(formula, frame, reml=True, allow_boundary=allow_boundary)
+
+
+def bayes(formula: str, frame: pd.DataFrame, engine_: object):
+    """A bambi fit through :func:`mlmci.bayes.fit` with an ``engines.Bayes``'s options."""
+    from mlmci import bayes as mbayes
+
+    return mbayes.fit(
+        formula, frame, sampler=engine_.sampler, gate=engine_.gate, **dict(engine_.model_options)
+    )
+
+
+def draws(idata, name: str, labels: list[str] | None = None) -> np.ndarray:
+    """Posterior draws of ``name``, chains stacked: ``(n_draws,)`` or ``(n_draws, len(labels))``.
+
+    ``labels`` select (and order) the levels of a group-specific term (bambi's
+    ``<term>__factor_dim`` coordinate).
+    """
+    var = idata.posterior[name]
+    extra = [d for d in var.dims if d not in ("chain", "draw")]
+    if labels is not None:
+        (dim,) = extra
+        var = var.sel({dim: labels}).transpose("chain", "draw", dim)
+        return var.to_numpy().reshape(-1, len(labels))
+    return var.to_numpy().reshape(-1)

@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 
 from mlmci.designs.did import engine
+from mlmci.designs.did.backends import _DEFAULTS, ENGINES, choose
 from mlmci.designs.did.cohorts import Panel, prepare
 from mlmci.designs.did.result import METHOD_NAMES, DidResult
-from mlmci.errors import DataError
+from mlmci.engines import REML, Bayes, Engine
+from mlmci.errors import ConvergenceError, DataError
 from mlmci.sandwich import random_intercept_cov
 
-__all__ = ["METHODS", "fit"]
+__all__ = ["ENGINES", "METHODS", "fit"]
 
 METHODS: tuple[str, ...] = tuple(m for m in METHOD_NAMES if m != "two_by_two")
 
@@ -37,6 +39,7 @@ def fit(
     method: str = "etwfe",
     covariates: Sequence[str] = (),
     vcov: str = "cluster",
+    engine: Engine | None = None,
 ) -> DidResult:
     """Estimate a staggered-adoption difference-in-differences.
 
@@ -70,20 +73,52 @@ def fit(
         balanced panel and no covariates are required.
         ``"re_cells"``: the model-based twin of ``"pooled_cells"`` — random unit
         intercepts, cohort dummies and period effects, and cell effects varying
-        around a common mean (REML); model-based SEs only (``vcov="iid"``).
+        around a common mean (REML, or Bayesian with ``engine=Bayes(...)``);
+        model-based intervals only (``vcov="iid"``).
     covariates
         Time-varying controls, entered linearly (not interacted with cohorts).
     vcov
-        ``"cluster"`` (default): cluster-robust by unit (pyfixest's CRV1 for the
-        regressions, a sandwich for random effects, t intervals on G - 1 degrees
-        of freedom). ``"iid"``: classical OLS, or the random-effects model's own
-        (REML) standard errors with normal intervals. The empirical-Bayes
-        intervals of ``"pooled_cells"`` are normal whatever ``vcov``.
+        The covariance convention, for every engine: ``"cluster"`` (default):
+        cluster-robust by unit (pyfixest's CRV1 for the regressions, a sandwich
+        for random effects, t intervals on G - 1 degrees of freedom).
+        ``"iid"``: classical OLS, or the random-effects model's own (REML)
+        standard errors with normal intervals. The empirical-Bayes intervals of
+        ``"pooled_cells"`` are normal whatever ``vcov``. ``"re_cells"`` has
+        model-based intervals only and needs ``vcov="iid"`` (also with
+        ``engine=Bayes(...)``: its HDIs assume independent errors too).
+    engine
+        The backend, with its options (:mod:`mlmci.engines`); leave it out for
+        the method's default. ``OLS()`` for ``"twfe"``, ``"twfe_event"``,
+        ``"mundlak"``, ``"etwfe"``, ``"callaway_santanna"`` (pyfixest; the
+        covariance comes from ``vcov``, so ``OLS(cov_type=...)`` is refused).
+        ``REML(allow_boundary=...)`` for ``"re"`` and ``"re_cohort"`` (default
+        ``REML()``: a zero unit variance raises), ``"pooled_cells"`` and
+        ``"re_cells"`` (default ``REML(allow_boundary=True)``: a zero SD of the
+        cells is reported in ``notes``). ``Bayes(sampler=..., gate=...,
+        model_options=...)`` for ``"re_cells"`` only: the same model in bambi
+        through :func:`mlmci.bayes.fit` (book-wide sampler settings, convergence
+        gate), its ATT's posterior rebuilt from the posterior draws of the
+        cells with the design's weights (see ``mlmci.designs.did.bayes_twin``).
 
     Returns
     -------
     DidResult
         ``tidy()`` with the ``"ATT"`` row and the cells; ``effect()`` the ATT.
+        With ``engine=Bayes(...)`` a
+        :class:`~mlmci.designs.did.bayes_twin.DidBayesResult` (posterior means,
+        SDs and HDIs; the draws in ``att_draws`` and ``cell_draws``).
+
+    Raises
+    ------
+    DataError
+        Bad input (see :func:`mlmci.did.cohorts`), an unknown method or ``vcov``,
+        ``"re_cells"`` without ``vcov="iid"``.
+    ArgumentError
+        An engine that cannot fit the method (e.g. ``Bayes`` with ``"etwfe"``),
+        ``OLS(cov_type=...)`` instead of ``vcov``.
+    ConvergenceError
+        A boundary fit under ``REML(allow_boundary=False)``, a posterior that
+        fails the convergence gate.
 
     Examples
     --------
@@ -98,11 +133,21 @@ def fit(
         raise DataError(f"method must be one of {list(METHODS)}, got {method!r}.")
     if vcov not in ("cluster", "iid"):
         raise DataError(f"vcov must be 'cluster' or 'iid', got {vcov!r}.")
+    engine = choose(method, engine, vcov)
     control = "never" if method == "callaway_santanna" else "not_yet"
     panel = prepare(
         data, y, unit=unit, time=time, treatment=treatment, covariates=covariates, control=control
     )
-    return _FITTERS[method](panel, vcov)
+    if isinstance(engine, Bayes):
+        from mlmci.designs.did.bayes_twin import fit_bayes_cells
+
+        out: DidResult = fit_bayes_cells(panel, engine)
+    elif isinstance(engine, REML):
+        out = _FITTERS[method](panel, vcov, engine)
+    else:
+        out = _FITTERS[method](panel, vcov)
+    out.engine = engine
+    return out
 
 
 def _cov_terms(panel: Panel) -> str:
@@ -262,7 +307,9 @@ def _fit_etwfe(panel: Panel, vcov: str) -> DidResult:
     )
 
 
-def _fit_re(panel: Panel, vcov: str, *, cohort_terms: bool = False) -> DidResult:
+def _fit_re(
+    panel: Panel, vcov: str, engine_: REML = _DEFAULTS["re"], *, cohort_terms: bool = False
+) -> DidResult:
     frame, names = _cell_dummies(panel, panel.cells)
     period_names = []
     for j, t in enumerate(panel.times[1:]):
@@ -275,7 +322,7 @@ def _fit_re(panel: Panel, vcov: str, *, cohort_terms: bool = False) -> DidResult
             cohort_names.append(f"_g{j}")
     fixed = [*period_names, *cohort_names, *names, *panel.covariates]
     formula = "_y ~ 1 + " + " + ".join(fixed) + " + (1 | _unit)"
-    native = engine.reml(formula, frame)
+    native = engine.reml(formula, frame, allow_boundary=engine_.allow_boundary)
     beta_all = native.beta
     idx = [list(beta_all.index).index(n) for n in names]
     if vcov == "cluster":
@@ -317,12 +364,18 @@ def _cohort_levels(panel: Panel) -> list[float]:
     return [g for g in groups if g != base]
 
 
-def _fit_re_cohort(panel: Panel, vcov: str) -> DidResult:
-    return _fit_re(panel, vcov, cohort_terms=True)
+def _fit_re_cohort(panel: Panel, vcov: str, engine_: REML = _DEFAULTS["re"]) -> DidResult:
+    return _fit_re(panel, vcov, engine_, cohort_terms=True)
 
 
-def _fit_pooled_cells(panel: Panel, vcov: str) -> DidResult:
-    return _pool(panel, _fit_etwfe(panel, vcov), vcov)
+def _fit_pooled_cells(panel: Panel, vcov: str, engine_: REML = _DEFAULTS["pooled_cells"]):
+    out = _pool(panel, _fit_etwfe(panel, vcov), vcov)
+    if not engine_.allow_boundary and out.native["meta"].tau2 == 0.0:
+        raise ConvergenceError(
+            "the REML estimate of the SD of the cell effects is zero (a boundary fit: every "
+            "cell pooled fully to the mean); pass engine=REML(allow_boundary=True) to accept it."
+        )
+    return out
 
 
 def _pool(panel: Panel, base: DidResult, vcov: str) -> DidResult:
@@ -434,7 +487,7 @@ _FITTERS = {
     "re_cohort": _fit_re_cohort,
     "pooled_cells": _fit_pooled_cells,
     "callaway_santanna": _fit_callaway_santanna,
-    "re_cells": lambda panel, vcov: _twin().fit_re_cells(panel, vcov),
+    "re_cells": lambda panel, vcov, engine_: _twin().fit_re_cells(panel, vcov, engine_),
 }
 
 

@@ -62,6 +62,8 @@ class DidResult(Fit):
         Degrees of freedom of the t intervals (``None``: normal intervals).
     extra : list of dict
         Further rows of the tidy table (e.g. the pooled cells' hyper-mean).
+    engine : OLS, REML or Bayes
+        The engine that fitted it (:mod:`mlmci.engines`).
     """
 
     method: str
@@ -77,6 +79,7 @@ class DidResult(Fit):
     extra: list = field(default_factory=list)
     interval_kind: str = "CI"
     headline: str | None = "ATT"
+    engine: object = None
 
     @property
     def title(self) -> str:  # type: ignore[override]

@@ -8,7 +8,9 @@
              + \\varepsilon_{it},\\qquad a_i \\sim N(0, \\tau_a^2),\\;
              u_{gt} \\sim N(0, \\tau_u^2),\\; \\varepsilon_{it} \\sim N(0, \\sigma^2),
 
-by REML through :func:`mlmci.mixed.fit`: period effects and cohort dummies keep
+by REML through :func:`mlmci.mixed.fit` (``engine=REML(...)``, the default;
+``engine=Bayes(...)`` fits the same model in bambi:
+:mod:`mlmci.designs.did.bayes_twin`): period effects and cohort dummies keep
 what identifies the effect (as in ``"re_cohort"``), and the cohort x period
 cell effects vary around a mean :math:`\\delta` (the hyper-mean) instead of
 being free. Given the REML variance components, the cell effects
@@ -21,26 +23,35 @@ from the cells with the design's weights. Its standard errors are model-based
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from mlmci.designs.did.cohorts import Panel
 from mlmci.designs.did.result import DidResult
+from mlmci.engines import REML
 from mlmci.errors import DataError
 
-__all__ = ["fit_re_cells"]
+__all__ = ["CellDesign", "cell_design", "fit_re_cells"]
 
 
-def fit_re_cells(panel: Panel, vcov: str) -> DidResult:
-    """Varying cell effects with random unit intercepts, period effects and cohort dummies."""
-    from mlmci import mixed
+@dataclass(frozen=True)
+class CellDesign:
+    """The twin's data: the panel's frame with period and cohort dummies and cell codes."""
+
+    frame: pd.DataFrame
+    cells: pd.DataFrame
+    fixed: list[str]  # period dummies, cohort dummies, "_dd", covariates (in that order)
+    cell_id: np.ndarray  # each row's cell (untreated rows: 0, their D is 0)
+    treated: np.ndarray
+    singles: list[int]  # cells with a single treated observation
+
+
+def cell_design(panel: Panel) -> CellDesign:
+    """Dummies for periods and cohorts, and each treated row's cohort x period cell."""
     from mlmci.designs.did import estimators as est
 
-    if vcov != "iid":
-        raise DataError(
-            "method='re_cells' has model-based (REML) prediction standard errors only; pass "
-            "vcov='iid' — and read its intervals as assuming independent errors."
-        )
     cells = panel.cells.reset_index(drop=True)
     if len(cells) < 3:
         raise DataError(f"varying cell effects need at least three cells; there are {len(cells)}.")
@@ -64,21 +75,53 @@ def fit_re_cells(panel: Panel, vcov: str) -> DidResult:
     ]
     frame["_cell"] = cell_id
     frame["_dd"] = frame["_d"].astype(float)
-    fixed = [*period_names, *cohort_names, "_dd", *panel.covariates]
-    formula = "_y ~ 1 + " + " + ".join(fixed) + " + (1 | _unit) + (0 + _dd | _cell)"
-    # mixed.fit warns when a varying slope has one observation in a group: here a cell of a
-    # single-unit cohort. That is a property of the design, reported as a note instead.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        native = mixed.fit(formula, frame, allow_boundary=True)
-    for w in caught:
-        if "single observation" not in str(w.message):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     singles = sorted(
         int(k)
         for k, n in zip(*np.unique(cell_id[treated], return_counts=True), strict=True)
         if n == 1
     )
+    fixed = [*period_names, *cohort_names, "_dd", *panel.covariates]
+    return CellDesign(frame, cells, fixed, cell_id, treated, singles)
+
+
+def single_cell_note(design: CellDesign) -> tuple[str, ...]:
+    """The note on cells with one treated observation (mostly shrinkage), if any."""
+    if not design.singles:
+        return ()
+    cells = design.cells
+    shown = ", ".join(
+        f"{_f(cells.loc[k, 'cohort'])}/{_f(cells.loc[k, 'period'])}" for k in design.singles
+    )
+    return (
+        f"cells {shown} (cohort/period) have one treated observation: their "
+        "effects are mostly shrinkage toward the hyper-mean.",
+    )
+
+
+_DEFAULT = REML(allow_boundary=True)
+
+
+def fit_re_cells(panel: Panel, vcov: str, engine_: REML = _DEFAULT) -> DidResult:
+    """Varying cell effects with random unit intercepts, period effects and cohort dummies."""
+    from mlmci.designs.did import engine
+    from mlmci.designs.did import estimators as est
+
+    if vcov != "iid":
+        raise DataError(
+            "method='re_cells' has model-based (REML) prediction standard errors only; pass "
+            "vcov='iid' — and read its intervals as assuming independent errors."
+        )
+    design = cell_design(panel)
+    frame, cells, fixed, cell_id = design.frame, design.cells, design.fixed, design.cell_id
+    formula = "_y ~ 1 + " + " + ".join(fixed) + " + (1 | _unit) + (0 + _dd | _cell)"
+    # mixed.fit warns when a varying slope has one observation in a group: here a cell of a
+    # single-unit cohort. That is a property of the design, reported as a note instead.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        native = engine.reml(formula, frame, allow_boundary=engine_.allow_boundary)
+    for w in caught:
+        if "single observation" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     vc = native.variance_components
     sd = {
         g: float(vc.loc[(vc["group"] == g) & (vc["component"] == "sd"), "estimate"].iloc[0])
@@ -114,14 +157,7 @@ def fit_re_cells(panel: Panel, vcov: str) -> DidResult:
         "varying cell effects: SEs are model-based (REML, independent errors); under "
         "serially correlated errors they are too small."
     ]
-    if singles:
-        shown = ", ".join(
-            f"{_f(cells.loc[k, 'cohort'])}/{_f(cells.loc[k, 'period'])}" for k in singles
-        )
-        notes.append(
-            f"cells {shown} (cohort/period) have one treated observation: their "
-            "effects are mostly shrinkage toward the hyper-mean."
-        )
+    notes.extend(single_cell_note(design))
     if pooled_fully:
         notes.append(
             "the REML estimate of the SD of the cell effects is zero: every cell "
