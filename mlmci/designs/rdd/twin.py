@@ -66,12 +66,12 @@ class LocalData:
 
     @property
     def centre(self) -> float:
-        """Mean of the outcome inside the bandwidth: the priors are centred there."""
+        """The mean of the outcome inside the bandwidth, where the priors are centred."""
         return float(np.mean(self.y))
 
     @property
     def scale(self) -> float:
-        """SD of the outcome inside the bandwidth: the unit of the priors."""
+        """The SD of the outcome inside the bandwidth, the unit of the priors."""
         sd = float(np.std(self.y))
         return sd if sd > 0 else 1.0
 
@@ -278,7 +278,7 @@ class RDBayesResult(Fit):
         return table
 
     def sites(self, prob: float = 0.94) -> pd.DataFrame:
-        """The per-site rows of :meth:`tidy`."""
+        """The per-site rows of ``tidy()``."""
         table = self.tidy(prob)
         return table[table["group"].notna()].reset_index(drop=True)
 
