@@ -18,7 +18,7 @@ from pandas.testing import assert_frame_equal
 
 from mlmci import bayes
 from mlmci.bayes import GateThresholds, SamplerSettings, check_convergence, summarize
-from mlmci.errors import ConvergenceError, DataError, DataTypeError
+from mlmci.errors import ArgumentError, ConvergenceError, DataError, DataTypeError
 from mlmci.results import TIDY_COLUMNS
 
 CHAINS, DRAWS = 4, 1000
@@ -891,3 +891,17 @@ def test_sample_real_tiny_model_passes_the_gate(monkeypatch):
     mcse = 1 / np.sqrt(precision * float(diagnostics.loc["mu", "ess_bulk"]))
     assert abs(float(post.mean()) - y.sum() / precision) < 4 * mcse
     assert float(post.std()) == pytest.approx(1 / np.sqrt(precision), rel=0.1)
+
+
+def test_prior_draws_are_the_models_prior_and_unknown_names_are_refused():
+    import pymc as pm
+
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 3.0, 0.5)
+        pm.Potential("loglik", -((mu - 100.0) ** 2))  # ignored by prior sampling
+    table = bayes.prior_draws(model, ["mu"], draws=4000, seed=2)
+    assert list(table.columns) == ["mu"] and len(table) == 4000
+    assert table["mu"].mean() == pytest.approx(3.0, abs=4 * 0.5 / np.sqrt(4000))
+    assert table["mu"].std() == pytest.approx(0.5, rel=0.05)
+    with pytest.raises(ArgumentError, match="no variable"):
+        bayes.prior_draws(model, ["sigma"])

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from mlmci.designs.did.cohorts import Panel
-from mlmci.designs.did.result import DidResult
+from mlmci.designs.did.result import DidResult, cell_columns
 from mlmci.engines import Bayes
 from mlmci.errors import DataError
 from mlmci.results import interval_label, tidy
@@ -138,14 +138,9 @@ class DidBayesResult(DidResult):
             )
         ]
         for k, cell in enumerate(self.cells.itertuples(index=False)):
-            more = {
-                "cohort": float(cell.cohort),
-                "period": float(cell.period),
-                "event_time": float(cell.event_time),
-                "weight": float(cell.weight),
-                "n_obs": int(cell.n_obs),
-            }
-            rows.append(self._draw_row("ATT(g,t)", self.cell_draws[:, k], prob, **more))
+            rows.append(
+                self._draw_row("ATT(g,t)", self.cell_draws[:, k], prob, **cell_columns(cell))
+            )
         out = tidy(rows)
         out["n_obs"] = out["n_obs"].astype(int)
         return out

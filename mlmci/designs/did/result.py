@@ -34,6 +34,17 @@ def _quantile(prob: float, df: float | None) -> float:
     return float(stats.norm.ppf(q) if df is None else stats.t.ppf(q, df))
 
 
+def cell_columns(cell) -> dict:
+    """The tidy columns that locate one cohort x period cell (a row of ``cells``)."""
+    return {
+        "cohort": float(cell.cohort),
+        "period": float(cell.period),
+        "event_time": float(cell.event_time),
+        "weight": float(cell.weight),
+        "n_obs": int(cell.n_obs),
+    }
+
+
 @dataclass(repr=False)
 class DidResult(Fit):
     """A DiD estimate from :func:`mlmci.did.fit`, on mlmci's result protocol.
@@ -144,13 +155,7 @@ class DidResult(Fit):
             )
         term = "ATT(e)" if self.method == "twfe_event" else "ATT(g,t)"
         for cell in self.cells.itertuples(index=False):
-            more = {
-                "cohort": float(cell.cohort),
-                "period": float(cell.period),
-                "event_time": float(cell.event_time),
-                "weight": float(cell.weight),
-                "n_obs": int(cell.n_obs),
-            }
+            more = cell_columns(cell)
             if "raw" in self.cells.columns:
                 more["raw"] = float(cell.raw)
                 more["raw_std_error"] = float(cell.raw_std_error)

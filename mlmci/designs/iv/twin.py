@@ -167,22 +167,10 @@ def prior_draws(design: IVData, *, draws: int = 2000, seed: int = 0) -> pd.DataF
     correlation may be before the data speak. (The likelihood is a Potential,
     which prior sampling ignores, as it should.)
     """
-    import logging
-    import warnings
-
-    import pymc as pm
+    from mlmci import bayes
 
     names = ["late_mean", "late_sd", "first_stage_mean", "first_stage_sd", "corr_first_stage_late"]
-    log = logging.getLogger("pymc")
-    level = log.level
-    log.setLevel(logging.ERROR)  # "Sampling: [...]" would reach a page's stderr
-    try:
-        with build_model(design), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "Potentials are ignored": intended
-            prior = pm.sample_prior_predictive(draws=draws, random_seed=seed, var_names=names)
-    finally:
-        log.setLevel(level)
-    return pd.DataFrame({n: prior.prior[n].to_numpy().ravel() for n in names})
+    return bayes.prior_draws(build_model(design), names, draws=draws, seed=seed)
 
 
 @dataclass(repr=False)

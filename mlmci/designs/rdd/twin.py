@@ -215,22 +215,10 @@ def prior_draws(local: LocalData, *, draws: int = 2000, seed: int = 0) -> pd.Dat
     The prior check of what the SD of the site jumps may be before the data
     speak (the likelihood is a Potential, which prior sampling ignores).
     """
-    import logging
-    import warnings
-
-    import pymc as pm
+    from mlmci import bayes
 
     names = ["jump_mean", "jump_sd"]
-    log = logging.getLogger("pymc")
-    level = log.level
-    log.setLevel(logging.ERROR)  # "Sampling: [...]" would reach a page's stderr
-    try:
-        with build_model(local), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "Potentials are ignored": intended
-            prior = pm.sample_prior_predictive(draws=draws, random_seed=seed, var_names=names)
-    finally:
-        log.setLevel(level)
-    return pd.DataFrame({n: prior.prior[n].to_numpy().ravel() for n in names})
+    return bayes.prior_draws(build_model(local), names, draws=draws, seed=seed)
 
 
 @dataclass(repr=False)
@@ -249,11 +237,15 @@ class RDBayesResult(Fit):
     settings: object
     model: object
     local: LocalData
-    h: float
     notes: tuple[str, ...] = ()
     bayesian: bool = True
     headline: str | None = "jump"
     extra: dict = field(default_factory=dict)
+
+    @property
+    def h(self) -> float:
+        """The bandwidth."""
+        return self.local.h
 
     @property
     def title(self) -> str:  # type: ignore[override]
@@ -348,7 +340,6 @@ def fit_bayes(local: LocalData, engine: Bayes, notes: tuple[str, ...]) -> RDBaye
         settings=settings,
         model=model,
         local=local,
-        h=local.h,
         notes=notes,
         extra={"tau": float(post["jump_sd"].mean())},
     )
