@@ -2,7 +2,9 @@
 
 :func:`fit` estimates the ATE or ATT of a 0/1 treatment by inverse probability
 weighting (``estimator="ipw"``), by weighting inside each cluster
-(``"ipw_within"``) or by augmented IPW (``"aipw"``), with the propensity from a
+(``"ipw_within"``), by augmented IPW (``"aipw"``) or by nearest-neighbour matching
+on the logit of the propensity across clusters (``"match"``) or inside them
+(``"match_within"``), with the propensity from a
 pooled logit, a logit with cluster fixed effects, a random-intercept logit, or a
 random-intercept logit with the covariates' cluster means (Mundlak); AIPW's
 outcome model takes the same four structures. Standard errors are clustered.

@@ -75,6 +75,7 @@ def test_the_guide_quotes_the_chapters():
         "rdd.md",
         "weighting.md",
         "heterogeneous_effects.md",
+        "star.md",
     }
     assert answered <= quoted, f"no numbers quoted from {sorted(answered - quoted)}"
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from mlmci.designs.weighting.balance import SMD_THRESHOLD
 from mlmci.designs.weighting.design import WeightingData, no_overlap, prepare, require_overlap
-from mlmci.designs.weighting.estimators import ESTIMANDS, ESTIMATORS, estimate
+from mlmci.designs.weighting.estimators import ESTIMANDS, ESTIMATORS, MATCHING, estimate
 from mlmci.designs.weighting.outcome import outcome_by_arm
 from mlmci.designs.weighting.propensity import STRUCTURES, model_columns, propensity
 from mlmci.designs.weighting.result import WeightingResult
@@ -58,6 +58,7 @@ def fit(
     outcome: str | None = None,
     no_overlap: str = "raise",
     engine: Engine | None = None,
+    matches: int | None = None,
 ) -> WeightingResult:
     """Estimate the effect of a 0/1 ``treatment`` on ``y`` by weighting, with clustered units.
 
@@ -81,8 +82,12 @@ def fit(
     estimator
         ``"ipw"`` (Hajek weights normalized over the sample), ``"ipw_within"``
         (the weighted contrast inside each cluster, averaged over clusters) or
-        ``"aipw"`` (augmented IPW, doubly robust). See
-        ``mlmci.designs.weighting.estimators``.
+        ``"aipw"`` (augmented IPW, doubly robust); or by nearest-neighbour
+        matching with replacement on the logit of the propensity, ``"match"``
+        (across all clusters) or ``"match_within"`` (only inside each cluster,
+        the matching counterpart of ``"ipw_within"``), ties averaged, without
+        bias correction. See ``mlmci.designs.weighting.estimators`` and
+        ``mlmci.designs.weighting.matching``.
     estimand
         ``"ATE"`` (all units) or ``"ATT"`` (the treated units).
     outcome
@@ -92,7 +97,7 @@ def fit(
     no_overlap
         What to do with clusters whose units are all treated or all controls
         when the method compares units inside clusters (``propensity="fe"``,
-        ``estimator="ipw_within"``, ``outcome="fe"``): ``"raise"`` (default)
+        ``estimator="ipw_within"`` or ``"match_within"``, ``outcome="fe"``): ``"raise"`` (default)
         names them; ``"drop"`` leaves them out, which changes the estimand to
         the effect in the clusters with both arms (the notes say how many).
     engine
@@ -103,6 +108,9 @@ def fit(
         plugged into the same estimators); ``OLS(cov_type="clustered")`` (the
         only SE convention) for the others. The random-intercept outcome models
         of AIPW are REML fits either way.
+    matches
+        The number of matches per unit ``M`` of the matching estimators (default
+        1); refused with the others.
 
     Returns
     -------
@@ -144,6 +152,15 @@ def fit(
     _choice("no_overlap", no_overlap, ("raise", "drop"))
     if outcome is not None and estimator != "aipw":
         raise ArgumentError(f"`outcome` is the AIPW outcome model; estimator={estimator!r}.")
+    if matches is not None and estimator not in MATCHING:
+        raise ArgumentError(
+            f"`matches` is the number of matches of the estimators {MATCHING}; "
+            f"estimator={estimator!r}."
+        )
+    if estimator in MATCHING:
+        matches = 1 if matches is None else matches
+        if isinstance(matches, bool) or not isinstance(matches, int | np.integer) or matches < 1:
+            raise ArgumentError(f"matches must be an integer >= 1, got {matches!r}.")
     if estimator == "aipw":
         outcome = propensity if outcome is None else outcome
         _choice("outcome", outcome, tuple(STRUCTURES))
@@ -155,6 +172,7 @@ def fit(
         for what, used in (
             ("propensity='fe'", propensity == "fe"),
             ("estimator='ipw_within'", estimator == "ipw_within"),
+            ("estimator='match_within'", estimator == "match_within"),
             ("outcome='fe'", outcome == "fe"),
         )
         if used
@@ -164,6 +182,8 @@ def fit(
         design, dropped = _overlap(design, " and ".join(needs_both), no_overlap)
         if dropped:
             notes.append(dropped)
+    if estimator == "match_within":
+        _enough_within(design, estimand, matches)
     ps = _propensity(design, propensity, engine, notes)
     mu, outcome_fits = None, None
     if outcome:
@@ -179,6 +199,7 @@ def fit(
         codes=design.codes,
         n_groups=design.n_clusters,
         mu=mu,
+        matches=matches or 1,
     )
     diagnostics = _ess(design, est.weights)
     for arm in ("treated", "control"):
@@ -202,6 +223,7 @@ def fit(
         notes=tuple(notes),
         bayes_propensity=isinstance(engine, Bayes),
         diagnostics=diagnostics,
+        matches=matches,
     )
 
 
@@ -225,6 +247,21 @@ def _overlap(design: WeightingData, what: str, policy: str) -> tuple[WeightingDa
         "with both arms, a different estimand from the whole sample's."
     )
     return design.subset(keep), note
+
+
+def _enough_within(design: WeightingData, estimand: str, m: int) -> None:
+    """Refuse clusters with fewer than ``m`` units of an arm that within-cluster matching uses."""
+    n1 = np.bincount(design.codes, weights=design.d, minlength=design.n_clusters)
+    n0 = np.bincount(design.codes, minlength=design.n_clusters) - n1
+    small = np.flatnonzero((n0 if estimand == "ATT" else np.minimum(n0, n1)) < m)
+    if small.size:
+        arms = "controls" if estimand == "ATT" else "treated units and controls"
+        raise DataError(
+            f"matches={m} within clusters needs at least {m} {arms} in every "
+            f"{design.cluster!r}; {small.size} clusters have fewer: "
+            f"{design.clusters[small[:10]].tolist()}{' ...' if small.size > 10 else ''}. "
+            "Use fewer matches, or estimator='match'."
+        )
 
 
 def _propensity(design: WeightingData, structure: str, engine: Engine, notes: list) -> dict:

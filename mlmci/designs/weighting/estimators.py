@@ -19,6 +19,11 @@ With propensities :math:`e_i`, treatment :math:`d_i` and outcome :math:`y_i`:
   :math:`\frac1{n_1}\sum_i d(y-\mu_0) - (1-d)\,e/(1-e)\,(y-\mu_0)`.
   Consistent when either the propensity or the outcome model is right (Bang &
   Robins 2005).
+- ``"match"`` and ``"match_within"``: nearest-neighbour matching with replacement
+  on the logit of the propensity (``matches`` neighbours, ties averaged, no bias
+  correction), across all clusters or exactly on the cluster; see
+  ``mlmci.designs.weighting.matching`` for the estimator, its implied weights and
+  its cluster-robust SE from the linear representation of Abadie & Imbens (2006).
 
 Standard errors come from each estimator's influence function summed within
 clusters, :math:`\hat V = \frac{G}{G-1}\frac1{n^2}\sum_g(\sum_{i\in g}\phi_i)^2`
@@ -37,17 +42,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmci.errors import DataError
+from mlmci.errors import ArgumentError, DataError
 from mlmci.transforms import group_sums
 
-__all__ = ["ESTIMANDS", "ESTIMATORS", "Estimate", "estimate"]
+__all__ = ["ESTIMANDS", "ESTIMATORS", "MATCHING", "Estimate", "estimate"]
 
 #: The estimators, with what each one is.
 ESTIMATORS = {
     "ipw": "inverse probability weighting (Hajek, weights normalized over the sample)",
     "ipw_within": "IPW inside each cluster, averaged over clusters",
     "aipw": "augmented IPW (doubly robust)",
+    "match": "nearest-neighbour matching on the logit propensity, with replacement",
+    "match_within": "nearest-neighbour matching on the logit propensity inside each cluster",
 }
+#: The estimators that match (and take ``matches``).
+MATCHING = ("match", "match_within")
 #: The estimands: the average effect over all units or over the treated.
 ESTIMANDS = ("ATE", "ATT")
 
@@ -91,8 +100,12 @@ def estimate(
     codes: np.ndarray,
     n_groups: int,
     mu: tuple[np.ndarray, np.ndarray] | None = None,
+    matches: int = 1,
 ) -> Estimate:
     """The ``estimand`` by ``estimator`` (see the module docstring) with its SE.
+
+    ``matches`` is the number of neighbours of the matching estimators (refused
+    with any other estimator unless 1).
 
     Examples
     --------
@@ -101,7 +114,27 @@ def estimate(
     >>> e, codes = np.full(4, 0.5), np.array([0, 1, 0, 1])
     >>> estimate("ipw", "ATE", y=y, d=d, e=e, codes=codes, n_groups=2).estimate
     -2.0
+    >>> estimate("match", "ATT", y=y, d=d, e=np.array([0.5, 0.4, 0.45, 0.6]),
+    ...          codes=codes, n_groups=2).estimate
+    -1.5
     """
+    if estimator in MATCHING:
+        from mlmci.designs.weighting.matching import match_estimate
+
+        return match_estimate(
+            y,
+            d,
+            np.log(e / (1 - e)),
+            estimand=estimand,
+            matches=matches,
+            codes=codes,
+            n_groups=n_groups,
+            within=estimator == "match_within",
+        )
+    if matches != 1:
+        raise ArgumentError(
+            f"matches is for the matching estimators {MATCHING}; got {estimator!r}."
+        )
     w = balancing_weights(d, e, estimand)
     if estimator == "ipw":
         return _hajek(y, d, w, codes, n_groups)

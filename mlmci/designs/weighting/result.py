@@ -31,12 +31,15 @@ class WeightingResult(Fit):
     ----------
     estimator, estimand, propensity_model, outcome_model : str
         What was fitted (``outcome_model`` is ``None`` without augmentation).
+    matches : int or None
+        The matches per unit of ``"match"`` and ``"match_within"`` (else ``None``).
     propensity : pandas.Series
         Each used row's fitted propensity, indexed like the input rows.
     weights : pandas.Series
         Each used row's weight in the estimator's weighted means (not normalized):
         the inverse-probability weights, rescaled within each cluster and arm for
-        ``"ipw_within"`` (see ``mlmci.designs.weighting.estimators.Estimate``).
+        ``"ipw_within"``, and the implied weights of the matching estimators (see
+        ``mlmci.designs.weighting.estimators.Estimate``).
         :meth:`balance` and the effective sample sizes use them.
     native : dict
         The fitted models: ``"propensity"`` (a statsmodels GLM result, a
@@ -57,6 +60,7 @@ class WeightingResult(Fit):
     notes: tuple[str, ...] = ()
     bayes_propensity: bool = False
     diagnostics: dict = field(default_factory=dict)
+    matches: int | None = None
 
     @property
     def headline(self) -> str:  # type: ignore[override]
@@ -69,8 +73,9 @@ class WeightingResult(Fit):
             if self.outcome_model
             else ""
         )
+        m = f" ({self.matches} per unit)" if self.matches else ""
         return (
-            f"Weighting: {ESTIMATORS[self.estimator]}; propensity: "
+            f"Weighting: {ESTIMATORS[self.estimator]}{m}; propensity: "
             f"{STRUCTURES[self.propensity_model]}"
             f"{' (bambi, posterior mean)' if self.bayes_propensity else ''}{outcome} (SEs "
             "clustered by "
