@@ -6,7 +6,7 @@ on the logit of the fitted propensity, :math:`s_i = \log(e_i / (1 - e_i))`, with
 replacement; ``within=True`` matches exactly on the cluster (only inside the unit's
 own cluster, the matching counterpart of ``"ipw_within"``). Ties are averaged as
 R's ``Matching::Match(ties=TRUE)`` does: every candidate at most the ``M``-th
-smallest distance away (plus :data:`TIE_TOLERANCE`) is a match, each with weight
+smallest distance away (plus ``TIE_TOLERANCE``) is a match, each with weight
 one over their number. Writing :math:`\mathcal J(i)` for unit ``i``'s matches and
 :math:`w_{ij} = 1/|\mathcal J(i)|`,
 
