@@ -58,8 +58,21 @@ def pytensor_flags(flags: str, compiledir: Path) -> str:
     return ",".join([*kept, f"base_compiledir={compiledir}"])
 
 
+#: BLAS threads per test process under xdist. OpenBLAS spin-waits for its threads, so
+#: two workers with two BLAS threads each on two cores slowed a chapter test 3x.
+XDIST_BLAS_THREADS = "1"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if worker != "main":
+        # The chapter kernels, sampler and R processes inherit the variables; this
+        # process loaded numpy already (a pytest plugin imports it), so it is limited live.
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = XDIST_BLAS_THREADS
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(XDIST_BLAS_THREADS))
     cache = getattr(config, "cache", None)  # absent with -p no:cacheprovider
     if cache is not None:
         compiledir = cache.mkdir(f"pytensor-{worker}")
