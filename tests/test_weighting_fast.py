@@ -127,6 +127,19 @@ def test_logit_fe_names_clusters_without_a_finite_intercept():
         fast.logit_fe(x, d, codes, g + 1)
 
 
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_a_covariate_constant_within_clusters_is_refused_not_separated(scale):
+    # Demeaning leaves rounding noise (~1e-16 of the raw length) that is all of its own
+    # length: the check must measure it against the raw column, whatever its scale.
+    x, d, codes, g = drop_constant_clusters(*random_design(4, balanced=False, k=1, sd=1.0))
+    level = scale * (1.0 + np.random.default_rng(0).normal(size=g))[codes]
+    x = np.column_stack([x, level])
+    with pytest.raises(DataError, match="constant within clusters"):
+        fast.logit_fe(x, d, codes, g)
+    with pytest.raises(DataError, match="constant within clusters"):
+        fast.outcome_by_arm(x, x[:, 0] + d, d, codes, g, structure="fe")
+
+
 def test_separated_logit_raises_convergence_error():
     x = np.arange(20.0)[:, None]
     with pytest.raises(ConvergenceError, match="separated"):

@@ -166,7 +166,8 @@ def _named(clusters: np.ndarray) -> str:
     return f"[{shown}{', ...' if clusters.size > 10 else ''}] ({clusters.size} in all)"
 
 
-def _check_rank(design: np.ndarray, what: str) -> None:
+def _check_rank(design: np.ndarray, what: str, raw: np.ndarray | None = None) -> None:
+    """Refuse a rank-deficient ``design``; ``raw`` is the design before demeaning, if any."""
     if design.shape[1] == 0:
         return
     if design.shape[0] < design.shape[1]:
@@ -174,10 +175,14 @@ def _check_rank(design: np.ndarray, what: str) -> None:
             f"the {what} has {design.shape[1]} columns but only {design.shape[0]} rows."
         )
     # The identification check of mlmci's own estimators (greedy, mlmci.identification).
-    if dependent_columns(design):
+    # A demeaned column is judged against its raw length: a covariate constant within
+    # clusters leaves only rounding noise, which is all of its own (tiny) length.
+    scale = None if raw is None else np.linalg.norm(raw, axis=0)
+    if dependent_columns(design, scale=scale):
+        constant = "constant within clusters" if raw is not None else "constant"
         raise DataError(
-            f"the {what} is rank deficient (a covariate is constant, or collinear with the "
-            "others); drop the redundant column(s)."
+            f"the {what} is rank deficient (a covariate is {constant}, or collinear with "
+            "the others); drop the redundant column(s)."
         )
 
 
@@ -382,7 +387,7 @@ def logit_fe(x: np.ndarray, d: np.ndarray, codes: np.ndarray, n_groups: int) -> 
         # Only the intercepts: the MLE is each cluster's treated share.
         return share[codes]
     # The within-cluster design must have full rank (else gamma is not identified).
-    _check_rank(x - _cluster_means(x, codes, n_groups), "within-cluster covariate design")
+    _check_rank(x - _cluster_means(x, codes, n_groups), "within-cluster covariate design", x)
     gamma = np.zeros(k)
     eta = alpha[codes]
     dev = _bernoulli_deviance(eta, d)
@@ -704,7 +709,7 @@ def _fe_predict(x_arm, y_arm, codes_arm, x_all, codes_all, n_groups, arm):
     y_means = np.bincount(codes_arm, weights=y_arm, minlength=n_groups) / counts
     x_within = x_arm - x_means[codes_arm]
     if x_arm.shape[1]:
-        _check_rank(x_within, f"within-cluster design of the {arm}")
+        _check_rank(x_within, f"within-cluster design of the {arm}", x_arm)
         if x_arm.shape[0] - n_groups - x_arm.shape[1] < 0:
             raise DataError(f"too few {arm} units for the cluster intercepts and the slopes.")
         slopes = np.linalg.lstsq(x_within, y_arm - y_means[codes_arm], rcond=None)[0]
