@@ -612,3 +612,31 @@ def test_result_protocol(results, sim, method):
         assert res.sites.empty
     # the site rows stay out of the text summary
     assert len(text.splitlines()) < 12
+
+
+# --------------------------------------------------------------------------- REML convergence rule
+
+
+def test_bivariate_reml_convergence_is_the_projected_gradient_not_the_message():
+    """L-BFGS-B's stopping message at a boundary optimum depends on the CPU's last bits.
+
+    The verdict is the rule: a point is an optimum when its gradient, without the
+    components pushing into an active bound, is below ``_PG_TOL`` of the criterion.
+    """
+    from scipy.optimize import OptimizeResult
+
+    from mlmci.designs.iv import multisite
+
+    bounds = [(0.0, None), (None, None), (0.0, None)]
+    x = np.array([0.02, 0.66, 0.0])  # the last component at its bound
+    size = 61.3
+    tol = multisite._PG_TOL * size
+
+    def result(jac):
+        return OptimizeResult(x=x, fun=-size, jac=np.array(jac), success=False, message="ABNORMAL")
+
+    assert multisite._stationary(result([0.5 * tol, -0.5 * tol, 5.0]), bounds)  # pushes into 0
+    assert not multisite._stationary(result([0.5 * tol, -0.5 * tol, -5.0]), bounds)  # leaves 0
+    assert not multisite._stationary(result([2.0 * tol, 0.0, 0.0]), bounds)
+    # An interior component is never projected away.
+    assert not multisite._stationary(result([0.0, 2.0 * tol, 0.0]), bounds)

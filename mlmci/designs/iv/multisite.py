@@ -113,6 +113,26 @@ def ratio_with_se(num: float, den: float, cov: np.ndarray) -> tuple[float, float
 _LBFGSB = {"ftol": 1e-13, "gtol": 1e-9, "maxiter": 1000}
 
 
+#: A point counts as an optimum when its projected gradient is below this fraction of the
+#: criterion's size (a unit-free REML criterion of order n_sites).
+_PG_TOL = 1e-6
+
+
+def _stationary(res: optimize.OptimizeResult, bounds: list[tuple[float | None, None]]) -> bool:
+    """Whether L-BFGS-B stopped at a point whose projected gradient vanishes.
+
+    At an optimum on the boundary of ``T`` L-BFGS-B often ends in an "ABNORMAL" line
+    search with nothing left to gain; whether it says so or "CONVERGENCE" depends on
+    the last bits of the arithmetic (seen: the same data converged on one CPU and was
+    "ABNORMAL" on another, projected gradient 3e-7). The verdict is the rule itself:
+    the gradient, with the components that push into an active bound removed.
+    """
+    grad = np.array(res.jac, dtype=float)
+    lower = np.array([-np.inf if lo is None else lo for lo, _ in bounds])
+    grad[(res.x <= lower) & (grad > 0)] = 0.0
+    return bool(np.max(np.abs(grad)) <= _PG_TOL * max(1.0, abs(float(res.fun))))
+
+
 def _inv2(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverses and determinants of a stack of 2 x 2 matrices (J, 2, 2)."""
     a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
@@ -233,7 +253,7 @@ def bivariate_reml(est: np.ndarray, cov: np.ndarray) -> BivariateFit:
         confirmed = agree and (best.success or res.success)
         if res.fun < best.fun:
             best = res
-        best.success = best.success or confirmed
+        best.success = best.success or confirmed or _stationary(best, bounds)
     value, t, v_inv, a_inv, mu = parts(best.x)
     # Empirical Bayes: shrunken pairs and their prediction-error covariance, which adds
     # the uncertainty of the hyper-mean: PEV_j = S_j V_j^-1 T + S_j V_j^-1 A^-1 V_j^-1 S_j.

@@ -221,7 +221,6 @@ def fit(
         weights=pd.Series(est.weights, index=design.rows, name="weight"),
         native={"propensity": ps["native"], "outcome": outcome_fits},
         notes=tuple(notes),
-        bayes_propensity=isinstance(engine, Bayes),
         diagnostics=diagnostics,
         matches=matches,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,9 +59,17 @@ class WeightingResult(Fit):
     weights: pd.Series = field(repr=False)
     native: object = None
     notes: tuple[str, ...] = ()
-    bayes_propensity: bool = False
     diagnostics: dict = field(default_factory=dict)
     matches: int | None = None
+
+    @property
+    def bayes_propensity(self) -> bool:
+        """Whether the propensity model was fitted by bambi (a posterior-mean score)."""
+        # Without mlmci.bayes imported there is no BayesFit, and importing it (PyMC,
+        # ArviZ) for a title would cost seconds.
+        bayes = sys.modules.get("mlmci.bayes")
+        native = self.native.get("propensity") if isinstance(self.native, dict) else None
+        return bayes is not None and isinstance(native, bayes.BayesFit)
 
     @property
     def headline(self) -> str:  # type: ignore[override]
