@@ -19,7 +19,8 @@ What is compared, and where:
   clear: its tight and default fits agree, and the tight fit's smallest theta
   diagonal lies outside [1e-5, 1e-3];
 * when ``Rscript`` with lme4 is present, the R script is rerun into a temporary
-  directory and its output must equal the stored one.
+  directory: its fits must reach the stored log-likelihoods to 1e-8 and the stored
+  parameters to the tolerances above (see ``LIVE_PARAM_RTOL`` for why not bit for bit).
 """
 
 from __future__ import annotations
@@ -48,15 +49,23 @@ CORR_FLOOR = 0.01  # a correlation's tolerance is VC_RTOL * max(|r|, CORR_FLOOR)
 COND_TOL = 1e-4  # tight vs default theta, relative to max |theta|
 SINGULAR_TOL = 1e-4
 GREY_ZONE = (1e-5, 1e-3)  # lme4's smallest theta diagonal too close to 1e-4 to compare flags
+# The live rerun of the R script: lme4's optimizers are not bit-reproducible across
+# CPUs (the deviance's last bits follow the BLAS's summation order), and on a flat
+# optimum those bits move the parameters and decide which tight candidate wins a
+# tie. Measured on an Intel Xeon against the AMD EPYC that wrote the files: the
+# log-likelihoods equal to 1e-8, parameters moved by up to 3.1e-7 relative, and 3
+# of 50 tight fits took another candidate with the same log-likelihood. So the rerun
+# must reach the same log-likelihood to LIVE_RTOL, and its parameters must agree
+# with the stored ones to the tolerance this module compares them at (LIVE_PARAM_RTOL);
+# which candidate won is not compared (test_tight_is_the_best_lme4_candidate pins the
+# rule that picks it).
 LIVE_RTOL = 1e-8
-# lme4 is not bit-reproducible from run to run on crossed random effects (the
-# deviance's last bits change with memory alignment, single-threaded too), and
-# the flat singular optimum there amplifies that: theta moved by 5e-8 relative
-# between two identical runs, and which tight candidate wins (a tie to 1e-14 in
-# the log-likelihood) flips. Their parameters are compared live to 1e-6; their
-# log-likelihoods still to LIVE_RTOL.
-UNREPRODUCIBLE = ("crossed_a8_b5_reml", "crossed_a8_b5_ml")
-UNREPRODUCIBLE_RTOL = 1e-6
+LIVE_PARAM_RTOL = {
+    "lme4_fits.csv": FIXED_RTOL,  # sigma
+    "lme4_fixef.csv": FIXED_RTOL,
+    "lme4_varcorr.csv": VC_RTOL,
+    "lme4_theta.csv": VC_RTOL,
+}
 
 MODELS = pd.read_csv(REF / "lme4_models.csv", dtype=str, keep_default_na=False).set_index(
     "model", drop=False
@@ -427,11 +436,9 @@ def test_r_script_reproduces_stored_outputs(_live_r):
         if list(a.columns) != list(b.columns) or len(a) != len(b):
             problems.append(f"{name}: columns or rows differ")
             continue
-        stable = ~a.model.isin(UNREPRODUCIBLE).to_numpy()
-        same = (a[text] == b[text]).all(axis=1).to_numpy(copy=True)
-        # Which tight candidate wins may flip on the unreproducible models.
-        labels = [c for c in text if c != "source"]
-        same |= ~stable & (a[labels] == b[labels]).all(axis=1).to_numpy()
+        # Which candidate won (and so its optimizer) may differ: see LIVE_PARAM_RTOL.
+        labels = [c for c in text if c not in ("source", "optimizer")]
+        same = (a[labels] == b[labels]).all(axis=1).to_numpy()
         if not same.all():
             rows = a.loc[~same, ["model", "fit"]].drop_duplicates().head(10)
             problems.append(f"{name}: labels differ in {(~same).sum()} rows, e.g.\n{rows}")
@@ -441,7 +448,7 @@ def test_r_script_reproduces_stored_outputs(_live_r):
             # reached as 1e-9 is the same answer).
             keys = [a.model] + ([a.component] if "component" in a else [])
             scale = pd.Series(np.abs(x)).groupby(keys).transform("max").to_numpy()
-            rtol = np.where(stable | (col == "llf"), LIVE_RTOL, UNREPRODUCIBLE_RTOL)
+            rtol = LIVE_RTOL if col == "llf" else LIVE_PARAM_RTOL[name]
             bad = ~(_close(y, x, rtol, scale) | (np.isnan(x) & np.isnan(y)))
             if name == "lme4_varcorr.csv":
                 bad &= _corr_defined(a)

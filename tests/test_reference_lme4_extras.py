@@ -66,9 +66,12 @@ def test_blup_conditional_variances_match_lme4() -> None:
 def test_r_script_reproduces_stored_outputs(tmp_path) -> None:
     env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     subprocess.run(["Rscript", str(REF / "lme4_extras.R"), str(tmp_path)], check=True, env=env)
-    for name in ("lme4_glmm.csv", "lme4_condvar.csv"):
+    # Not bit for bit: lme4's optimizers end where the BLAS's summation order takes them,
+    # which differs between CPUs. A tenth of the tolerance the tests above use the file at.
+    live_rtol = {"lme4_glmm.csv": GLMM_RTOL / 10, "lme4_condvar.csv": CONDVAR_RTOL / 10}
+    for name, rtol in live_rtol.items():
         live, stored = pd.read_csv(tmp_path / name), pd.read_csv(REF / name)
         numeric = [c for c in stored.columns if c not in ("quantity", "subject", "versions")]
         np.testing.assert_allclose(
-            live[numeric].to_numpy(float), stored[numeric].to_numpy(float), rtol=1e-8
+            live[numeric].to_numpy(float), stored[numeric].to_numpy(float), rtol=rtol
         )

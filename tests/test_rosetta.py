@@ -174,15 +174,42 @@ def test_stored_r_output_matches_the_code_on_the_page():
         assert bool(stored.loc[row["id"], "ok"]) == (not row.get("r_missing")), row["id"]
 
 
+#: The live R output must match the stored one at least this closely.
+LIVE_RTOL = 1e-8
+
+
+def live_tolerance(row: dict, what: str) -> float:
+    """How closely live R must reproduce the stored R value ``what`` of ``row``.
+
+    The stored output stands in for R where R is absent, so it must give every
+    check the verdict live R gives: agree to a tenth of the tightest tolerance
+    any check applies to R's value, and never looser than ``LIVE_RTOL`` needs.
+    Bit-for-bit is not the rule: glmer's optimizer endpoint follows the BLAS's
+    summation order (the glmm row's SE moved by 8e-7 relative between an AMD EPYC
+    and an Intel Xeon).
+
+    >>> live_tolerance({"checks": [("r", "mlmci", "se", 0.01), ("python", "r", "se", 1e-3)]}, "se")
+    0.0001
+    >>> live_tolerance({"checks": [("r", "python", "estimate", 1e-10)]}, "estimate")
+    1e-08
+    """
+    used = [rtol for a, b, kind, rtol in row["checks"] if kind == what and "r" in (a, b)]
+    return max(LIVE_RTOL, min(used, default=0.0) / 10)
+
+
 @pytest.mark.skipif(not _has_r(), reason="Rscript is not on PATH")
 def test_live_r_reproduces_the_stored_output(r_results):
     stored = pd.read_csv(R_STORED).set_index("id")
-    ok = stored.index[stored["ok"].astype(bool)]
-    for column in ("estimate", "std_error"):
-        live = r_results.loc[ok, column].astype(float)
-        # glmer's and lmer's optimizers stop at the same point run to run;
-        # 1e-8 leaves room for a different BLAS.
-        pd.testing.assert_series_equal(live, stored.loc[ok, column].astype(float), rtol=1e-8)
+    for row in ROWS:
+        if not stored.loc[row["id"], "ok"]:
+            continue
+        for column, what in (("estimate", "estimate"), ("std_error", "se")):
+            live = float(r_results.loc[row["id"], column])
+            kept = float(stored.loc[row["id"], column])
+            rtol = live_tolerance(row, what)
+            assert (math.isnan(live) and math.isnan(kept)) or abs(live - kept) <= rtol * abs(
+                kept
+            ), f"{row['id']} {column}: live R {live!r}, stored {kept!r} (rtol {rtol:g})"
 
 
 if __name__ == "__main__":
