@@ -10,7 +10,8 @@ random-intercept logit with the covariates' cluster means (Mundlak); AIPW's
 outcome model takes the same four structures. Standard errors are clustered.
 The result's ``balance()`` gives standardized differences before and after
 weighting, split into their within- and between-cluster parts, which
-:func:`mlmci.plots.love` draws. The implementation lives in
+:func:`mlmci.plots.love` draws, and ``difference(other)`` the difference of two fits
+on the same data with the clustered SE of that paired difference. The implementation lives in
 ``mlmci.designs.weighting``.
 
 Examples

@@ -783,3 +783,70 @@ def test_balance_extra_frame_is_positional(sim):
     pd.testing.assert_frame_equal(res.balance(extra=frame), res.balance(extra={"u": u}))
     with pytest.raises(ArgumentError, match="one row per row of the input"):
         res.balance(extra=frame.iloc[:10])
+
+
+# --------------------------------------------------------------------------- differences
+
+
+@pytest.mark.parametrize(
+    "estimator, propensity, outcome",
+    [
+        ("ipw", "pooled", None),
+        ("ipw_within", "pooled", None),
+        ("aipw", "pooled", "fe"),
+        ("match", "fe", None),
+        ("match_within", "pooled", None),
+    ],
+)
+def test_influence_values_give_the_estimates_own_se(sim, estimator, propensity, outcome):
+    res = _fit(sim, propensity, estimator, outcome=outcome, no_overlap="drop")
+    assert res.influence.index.equals(res.weights.index)
+    se = estimators.clustered_se(res.influence.to_numpy(), res.design.codes, res.design.n_clusters)
+    assert se == pytest.approx(res.std_error, rel=1e-12)
+    same = res.difference(res).iloc[0]
+    assert same["estimate"] == 0.0 and same["std_error"] == 0.0
+
+
+def test_difference_has_the_se_of_the_paired_hajek_terms(sim):
+    # One cluster treated throughout: the fixed-effects fit drops it, the pooled one keeps it.
+    data = sim.assign(d=np.where(sim["cluster"] == "school_0", 1, sim["d"]))
+    pooled = _fit(data, "pooled", "ipw")
+    fe = _fit(data, "fe", "ipw", no_overlap="drop")
+    assert fe.design.n_clusters == pooled.design.n_clusters - 1
+    # By hand: each row's Hajek term over its own sample, zero where a fit dropped the row,
+    # summed by cluster over every cluster, with the G / (G - 1) factor.
+    terms = []
+    for res in (pooled, fe):
+        rows = data.loc[res.propensity.index]
+        y, d, e = rows["y"].to_numpy(), rows["d"].to_numpy(), res.propensity.to_numpy()
+        w1, w0 = d / e, (1 - d) / (1 - e)
+        assert _hajek_by_hand(y, d, w1 + w0) == pytest.approx(res.estimate, rel=1e-12)
+        t1 = w1 * (y - (w1 @ y) / w1.sum()) / w1.sum()
+        t0 = w0 * (y - (w0 @ y) / w0.sum()) / w0.sum()
+        terms.append(pd.Series(t1 - t0, index=rows.index).reindex(data.index, fill_value=0.0))
+    sums = (terms[0] - terms[1]).groupby(data["cluster"]).sum()
+    g = len(sums)
+    row = pooled.difference(fe, prob=0.9).iloc[0]
+    assert row["std_error"] == pytest.approx(np.sqrt(g / (g - 1) * (sums**2).sum()), rel=1e-10)
+    assert row["estimate"] == pooled.estimate - fe.estimate
+    assert row["n_clusters"] == g and row["interval"] == "90% CI"
+    assert row["term"] == "ATE difference" and row["estimator"] == "ipw:pooled - ipw:fe"
+
+
+def test_clustered_se_needs_two_clusters():
+    assert estimators.clustered_se(np.array([0.5, -0.5]), np.array([0, 1]), 2) == 1.0
+    with pytest.raises(DataError, match="at least two clusters"):
+        estimators.clustered_se(np.array([0.5, -0.5]), np.array([0, 0]), 1)
+
+
+def test_difference_refuses_fits_of_other_data(sim):
+    pooled = _fit(sim, "pooled", "ipw")
+    with pytest.raises(ArgumentError, match="another WeightingResult"):
+        pooled.difference(pooled.effect())
+    with pytest.raises(ArgumentError, match="same data, outcome, treatment, cluster and estimand"):
+        pooled.difference(_fit(sim, "pooled", "ipw", estimand="ATT"))
+    with pytest.raises(ArgumentError, match="same data, outcome, treatment, cluster and estimand"):
+        pooled.difference(_fit(sim.iloc[:-20], "pooled", "ipw"))
+    shuffled = sim.assign(cluster=sim["cluster"].sample(frac=1.0, random_state=1).to_numpy())
+    with pytest.raises(ArgumentError, match="different clusters"):
+        pooled.difference(_fit(shuffled, "pooled", "ipw"))

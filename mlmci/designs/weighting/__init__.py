@@ -219,6 +219,7 @@ def fit(
         design=design,
         propensity=pd.Series(ps["p"], index=design.rows, name="propensity"),
         weights=pd.Series(est.weights, index=design.rows, name="weight"),
+        influence=pd.Series(est.influence, index=design.rows, name="influence"),
         native={"propensity": ps["native"], "outcome": outcome_fits},
         notes=tuple(notes),
         diagnostics=diagnostics,

@@ -45,7 +45,7 @@ import numpy as np
 from mlmci.errors import ArgumentError, DataError
 from mlmci.transforms import group_sums
 
-__all__ = ["ESTIMANDS", "ESTIMATORS", "MATCHING", "Estimate", "estimate"]
+__all__ = ["ESTIMANDS", "ESTIMATORS", "MATCHING", "Estimate", "clustered_se", "estimate"]
 
 #: The estimators, with what each one is.
 ESTIMATORS = {
@@ -63,18 +63,25 @@ ESTIMANDS = ("ATE", "ATT")
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate, its cluster-robust SE and the weights it used.
+    """A point estimate, its cluster-robust SE, the weights it used and its influence values.
 
     ``weights`` are the weights the estimator's weighted means put on the units, up
     to a constant within each arm: the inverse-probability weights for ``"ipw"`` and
     ``"aipw"`` (its weighting part), and for ``"ipw_within"`` those weights scaled
     within each cluster and arm by the cluster's share over the arm's weight sum, so
     that a balance table or an effective sample size describes what was computed.
+
+    ``influence`` holds each unit's term of the estimator's linearization, scaled so
+    that the estimate minus its target is approximately their sum (for
+    ``"ipw_within"`` each cluster's term is shared equally by its units); the SE is
+    :func:`clustered_se` of them, and a difference of two estimates on the same units
+    has the SE of the difference of their influence values.
     """
 
     estimate: float
     std_error: float
     weights: np.ndarray
+    influence: np.ndarray
 
 
 def balancing_weights(d: np.ndarray, e: np.ndarray, estimand: str) -> np.ndarray:
@@ -84,10 +91,23 @@ def balancing_weights(d: np.ndarray, e: np.ndarray, estimand: str) -> np.ndarray
     return np.where(d == 1, 1.0, e / (1 - e))
 
 
-def _cluster_se(phi: np.ndarray, codes: np.ndarray, n_groups: int) -> float:
-    sums = group_sums(codes, phi, n_groups)
-    n = len(phi)
-    return float(np.sqrt(n_groups / (n_groups - 1) * np.sum(sums**2)) / n)
+def clustered_se(influence: np.ndarray, codes: np.ndarray, n_groups: int) -> float:
+    r"""The cluster-robust SE of an estimate whose linearization is ``sum(influence)``.
+
+    :math:`\sqrt{\frac{G}{G-1}\sum_g (\sum_{i \in g} \text{influence}_i)^2}`, the
+    small-sample factor as Stata's for clustered errors.
+
+    >>> round(clustered_se(np.array([0.1, -0.1, 0.2, 0.0]), np.array([0, 0, 1, 1]), 2), 6)
+    0.282843
+    """
+    if n_groups < 2:
+        raise DataError(f"a clustered SE needs at least two clusters, got {n_groups}.")
+    sums = group_sums(codes, influence, n_groups)
+    return float(np.sqrt(n_groups / (n_groups - 1) * np.sum(sums**2)))
+
+
+def _estimate(est: float, weights: np.ndarray, influence: np.ndarray, codes, n_groups) -> Estimate:
+    return Estimate(float(est), clustered_se(influence, codes, n_groups), weights, influence)
 
 
 def estimate(
@@ -148,7 +168,7 @@ def _hajek(y, d, w, codes, n_groups) -> Estimate:
     w1, w0 = w * d, w * (1 - d)
     m1, m0 = w1 @ y / w1.sum(), w0 @ y / w0.sum()
     phi = w1 * (y - m1) / (w1.sum() / n) - w0 * (y - m0) / (w0.sum() / n)
-    return Estimate(float(m1 - m0), _cluster_se(phi, codes, n_groups), w)
+    return _estimate(m1 - m0, w, phi / n, codes, n_groups)
 
 
 def _within(y, d, w, codes, n_groups, estimand) -> Estimate:
@@ -164,11 +184,12 @@ def _within(y, d, w, codes, n_groups, estimand) -> Estimate:
     size = np.bincount(codes, weights=d if estimand == "ATT" else None, minlength=n_groups)
     share = size / size.sum()
     est = float(share @ contrast)
-    # Clusters as the sampled units: the variance of a share-weighted mean of their contrasts.
+    # Clusters as the sampled units: the variance of a share-weighted mean of their
+    # contrasts, each cluster's term shared by its units.
     dev = share * (contrast - est)
-    se = float(np.sqrt(n_groups / (n_groups - 1) * np.sum(dev**2)))
+    units = np.bincount(codes, minlength=n_groups)
     effective = share[codes] * (w1 / s1[codes] + w0 / s0[codes])
-    return Estimate(est, se, effective)
+    return _estimate(est, effective, dev[codes] / units[codes], codes, n_groups)
 
 
 def _aipw(y, d, e, w, codes, n_groups, estimand, mu) -> Estimate:
@@ -177,9 +198,8 @@ def _aipw(y, d, e, w, codes, n_groups, estimand, mu) -> Estimate:
     if estimand == "ATE":
         psi = mu1 - mu0 + d * (y - mu1) / e - (1 - d) * (y - mu0) / (1 - e)
         est = float(psi.mean())
-        return Estimate(est, _cluster_se(psi - est, codes, n_groups), w)
+        return _estimate(est, w, (psi - est) / n, codes, n_groups)
     n1 = d.sum()
     psi = d * (y - mu0) - (1 - d) * w * (y - mu0)
     est = float(psi.sum() / n1)
-    phi = (psi - d * est) / (n1 / n)
-    return Estimate(est, _cluster_se(phi, codes, n_groups), w)
+    return _estimate(est, w, (psi - d * est) / n1, codes, n_groups)

@@ -96,7 +96,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmci.designs.weighting.estimators import Estimate, _cluster_se
+from mlmci.designs.weighting.estimators import Estimate, clustered_se
 from mlmci.errors import ArgumentError, DataError
 
 __all__ = [
@@ -437,13 +437,14 @@ def linearized_se(
         codes, n_groups = np.arange(len(y)), len(y)
     n_groups = int(codes.max()) + 1 if n_groups is None else n_groups
     fit = _fit(y, d, s, estimand, m, codes if within else None)
-    return _clustered(linear_terms(y, d, s, fit.k, estimand), d, codes, n_groups, estimand)
+    return clustered_se(
+        _influence(linear_terms(y, d, s, fit.k, estimand), d, estimand), codes, n_groups
+    )
 
 
-def _clustered(psi, d, codes, n_groups, estimand) -> float:
-    if estimand == "ATT":  # _cluster_se divides by N; the ATT's terms are over N_1
-        psi = psi * len(psi) / d.sum()
-    return _cluster_se(psi, codes, n_groups)
+def _influence(psi, d, estimand) -> np.ndarray:
+    """The linear terms scaled to the estimate: the ATE's are over N, the ATT's over N_1."""
+    return psi / (d.sum() if estimand == "ATT" else len(psi))
 
 
 def match_estimate(
@@ -480,5 +481,6 @@ def match_estimate(
         codes = np.arange(len(y))
     n_groups = int(codes.max()) + 1 if n_groups is None else n_groups
     fit = _fit(y, d, s, estimand, m, codes if within else None)
-    se = _clustered(linear_terms(y, d, s, fit.k, estimand), d, codes, n_groups, estimand)
-    return Estimate(fit.estimate, se, _implied_weights(d, fit.k, estimand))
+    influence = _influence(linear_terms(y, d, s, fit.k, estimand), d, estimand)
+    se = clustered_se(influence, codes, n_groups)
+    return Estimate(fit.estimate, se, _implied_weights(d, fit.k, estimand), influence)

@@ -11,7 +11,7 @@ from scipy import stats
 
 from mlmci.designs.weighting.balance import balance_table
 from mlmci.designs.weighting.design import WeightingData
-from mlmci.designs.weighting.estimators import ESTIMATORS
+from mlmci.designs.weighting.estimators import ESTIMATORS, clustered_se
 from mlmci.designs.weighting.propensity import STRUCTURES
 from mlmci.errors import ArgumentError
 from mlmci.results import Fit, interval_label, tidy
@@ -42,6 +42,9 @@ class WeightingResult(Fit):
         ``"ipw_within"``, and the implied weights of the matching estimators (see
         ``mlmci.designs.weighting.estimators.Estimate``).
         :meth:`balance` and the effective sample sizes use them.
+    influence : pandas.Series
+        Each used row's term of the estimator's linearization (``Estimate.influence``):
+        the SE is their cluster-robust sum; :meth:`difference` uses them.
     native : dict
         The fitted models: ``"propensity"`` (a statsmodels GLM result, a
         :class:`~mlmci.mixed.MixedResult` or a :class:`~mlmci.bayes.BayesFit`) and
@@ -57,6 +60,7 @@ class WeightingResult(Fit):
     design: WeightingData = field(repr=False)
     propensity: pd.Series = field(repr=False)
     weights: pd.Series = field(repr=False)
+    influence: pd.Series = field(repr=False)
     native: object = None
     notes: tuple[str, ...] = ()
     diagnostics: dict = field(default_factory=dict)
@@ -108,6 +112,86 @@ class WeightingResult(Fit):
             "ess_control": self.diagnostics["ess_control"],
         }
         return tidy([row])
+
+    def difference(self, other: WeightingResult, prob: float | None = None) -> pd.DataFrame:
+        """This estimate minus ``other``'s, with the cluster-robust SE of the difference.
+
+        Two estimates on the same units are correlated, so the SE of their difference
+        is not the two SEs combined: it is that of the difference of their influence
+        values, summed by cluster over the clusters either fit used (the ``G/(G-1)``
+        factor, the propensities and outcome predictions treated as known: the
+        convention of each estimate's own SE). Both fits must come from the same data,
+        outcome, treatment, cluster and estimand; units that one fit dropped (clusters
+        without overlap) enter through the other only.
+
+        Returns the tidy table of one row, ``term`` ``"<estimand> difference"``, with a
+        normal interval at ``prob`` and ``n_clusters``.
+
+        Examples
+        --------
+        >>> from mlmci import weighting
+        >>> from mlmci.simulate import simulate_clustered_treatment
+        >>> data, _ = simulate_clustered_treatment(n_clusters=40, cluster_size=25, seed=1)
+        >>> kw = dict(treatment="d", covariates=["x1", "x2"], cluster="cluster", estimator="ipw",
+        ...           no_overlap="drop")
+        >>> pooled = weighting.fit(data, "y", propensity="pooled", **kw)
+        >>> fe = weighting.fit(data, "y", propensity="fe", **kw)  # drops a one-arm cluster
+        >>> fe.design.n_clusters
+        39
+        >>> row = pooled.difference(fe).iloc[0]
+        >>> gap = pooled.estimate - fe.estimate
+        >>> row["term"], int(row["n_clusters"]), bool(row["estimate"] == gap)
+        ('ATE difference', 40, True)
+        """
+        from mlmci.config import default_prob
+
+        if not isinstance(other, WeightingResult):
+            raise ArgumentError(
+                f"difference() takes another WeightingResult, got {type(other).__name__}."
+            )
+        a, b = self.design, other.design
+        keys = ("n_input", "outcome", "treatment", "cluster")
+        mine, theirs = (tuple(getattr(x, k) for k in keys) for x in (a, b))
+        if mine != theirs or self.estimand != other.estimand:
+            raise ArgumentError(
+                "difference() compares fits of the same data, outcome, treatment, cluster and "
+                f"estimand; got (rows, outcome, treatment, cluster) {mine}, {self.estimand} "
+                f"against {theirs}, {other.estimand}."
+            )
+        labels_a = pd.Series(a.clusters[a.codes], index=a.positions)
+        labels_b = pd.Series(b.clusters[b.codes], index=b.positions)
+        common = labels_a.index.intersection(labels_b.index)
+        if not labels_a.loc[common].equals(labels_b.loc[common]):
+            raise ArgumentError(
+                "difference(): the two fits put the same rows in different clusters, so they "
+                "were not fitted on the same data."
+            )
+        labels = labels_a.combine_first(labels_b)
+        codes, clusters = pd.factorize(labels.to_numpy())
+        influence = pd.Series(self.influence.to_numpy(), index=a.positions).reindex(
+            labels.index, fill_value=0.0
+        ) - pd.Series(other.influence.to_numpy(), index=b.positions).reindex(
+            labels.index, fill_value=0.0
+        )
+        estimate = self.estimate - other.estimate
+        se = clustered_se(influence.to_numpy(), codes, len(clusters))
+        prob = default_prob(bayesian=False) if prob is None else float(prob)
+        q = stats.norm.ppf((1 + prob) / 2)
+        first, second = (r._tidy(prob)["estimator"].iloc[0] for r in (self, other))
+        return tidy(
+            [
+                {
+                    "estimator": f"{first} - {second}",
+                    "term": f"{self.estimand} difference",
+                    "estimate": estimate,
+                    "std_error": se,
+                    "ci_low": estimate - q * se,
+                    "ci_high": estimate + q * se,
+                    "interval": interval_label(prob, "CI"),
+                    "n_clusters": len(clusters),
+                }
+            ]
+        )
 
     def balance(self, extra: dict[str, np.ndarray] | pd.DataFrame | None = None) -> pd.DataFrame:
         """Standardized differences before and after weighting, overall, within and between.
